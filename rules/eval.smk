@@ -1,0 +1,124 @@
+# Task 1: zero- and few-shot LLM sentiment vs TF-IDF and RNN baselines, on the same rows.
+
+LLM_RUNS = expand(
+    "results/eval/{model}/{shots}shot/predictions.parquet",
+    model=CFG.eval.models,
+    shots=CFG.eval.shots,
+)
+
+
+rule eval_llm:
+    input:
+        train="data/imdb/train.parquet",
+        val="data/imdb/val.parquet",
+        model=model_dir("{model}"),
+        code=stage_code("eval_llm"),
+    output:
+        predictions="results/eval/{model}/{shots}shot/predictions.parquet",
+        metrics="results/eval/{model}/{shots}shot/metrics.json",
+    params:
+        preset=PRESET,
+        config=config_of("eval_llm"),
+    conda:
+        "../environment.yml"
+    log:
+        "logs/eval_llm/{model}/{shots}shot.log",
+    benchmark:
+        "benchmarks/eval_llm/{model}/{shots}shot.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=120,
+    shell:
+        "python -m llmlab eval-llm --preset {params.preset} --model {wildcards.model} "
+        "--shots {wildcards.shots} --model-dir {input.model} --train {input.train} "
+        "--val {input.val} --predictions {output.predictions} --metrics {output.metrics} "
+        "> {log} 2>&1"
+
+
+rule baseline_tfidf:
+    input:
+        train="data/imdb/train.parquet",
+        val="data/imdb/val.parquet",
+        code=stage_code("baseline_tfidf"),
+    output:
+        predictions="results/eval/tfidf/predictions.parquet",
+        metrics="results/eval/tfidf/metrics.json",
+        model="models/baselines/tfidf.joblib",
+    params:
+        preset=PRESET,
+        config=config_of("baseline_tfidf"),
+    conda:
+        "../environment.yml"
+    log:
+        "logs/baseline_tfidf.log",
+    benchmark:
+        "benchmarks/baseline_tfidf.tsv"
+    threads: 2
+    shell:
+        "python -m llmlab baseline-tfidf --preset {params.preset} --train {input.train} "
+        "--val {input.val} --predictions {output.predictions} --metrics {output.metrics} "
+        "--model-out {output.model} > {log} 2>&1"
+
+
+rule baseline_rnn:
+    input:
+        train="data/imdb/train.parquet",
+        val="data/imdb/val.parquet",
+        code=stage_code("baseline_rnn"),
+    output:
+        predictions="results/eval/rnn/predictions.parquet",
+        metrics="results/eval/rnn/metrics.json",
+        history="results/eval/rnn/history.json",
+        model=directory("models/baselines/rnn"),
+    params:
+        preset=PRESET,
+        config=config_of("baseline_rnn"),
+    conda:
+        "../environment.yml"
+    log:
+        "logs/baseline_rnn.log",
+    benchmark:
+        "benchmarks/baseline_rnn.tsv"
+    threads: 8
+    shell:
+        "python -m llmlab baseline-rnn --preset {params.preset} --train {input.train} "
+        "--val {input.val} --predictions {output.predictions} --metrics {output.metrics} "
+        "--history {output.history} --model-out {output.model} > {log} 2>&1"
+
+
+rule eval_summary:
+    input:
+        llm=LLM_RUNS,
+        tfidf="results/eval/tfidf/predictions.parquet",
+        rnn="results/eval/rnn/predictions.parquet",
+        rnn_history="results/eval/rnn/history.json",
+        code=stage_code("eval_summary"),
+    output:
+        summary="results/eval/summary.json",
+        table=report(
+            "reports/tables/eval.md",
+            caption="../reports/captions/eval_table.rst",
+            category="2. Sentiment evaluation",
+        ),
+        figures=report(
+            directory("reports/figures/eval"),
+            patterns=["{name}.png"],
+            caption="../reports/captions/eval_figures.rst",
+            category="2. Sentiment evaluation",
+        ),
+    params:
+        preset=PRESET,
+        config=config_of("eval_summary"),
+    conda:
+        "../environment.yml"
+    log:
+        "logs/eval_summary.log",
+    benchmark:
+        "benchmarks/eval_summary.tsv"
+    shell:
+        "python -m llmlab eval-summary --preset {params.preset} "
+        "--predictions {input.llm} {input.tfidf} {input.rnn} --rnn-history {input.rnn_history} "
+        "--summary {output.summary} --table {output.table} --figures {output.figures} "
+        "> {log} 2>&1"

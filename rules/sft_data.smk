@@ -1,0 +1,73 @@
+# saiga -> filtered single-turn dialogues -> renamed roles -> chat-formatted train/eval parts.
+
+
+rule filter_saiga:
+    input:
+        data="data/raw/saiga.parquet",
+        tokenizer=model_dir(CFG.sft.model),
+        code=stage_code("filter_saiga"),
+    output:
+        kept="data/sft/{variant}/filtered.parquet",
+        funnel="data/sft/{variant}/funnel.json",
+        figure=report(
+            "reports/figures/sft/funnel_{variant}.png",
+            caption="../reports/captions/funnel.rst",
+            category="3. SFT data",
+            subcategory="{variant}",
+        ),
+    params:
+        preset=PRESET,
+        config=config_of("filter_saiga"),
+    conda:
+        "../environment.yml"
+    log:
+        "logs/filter_saiga/{variant}.log",
+    benchmark:
+        "benchmarks/filter_saiga/{variant}.tsv"
+    shell:
+        "python -m llmlab filter-saiga --preset {params.preset} --variant {wildcards.variant} "
+        "--input {input.data} --tokenizer {input.tokenizer} --kept {output.kept} "
+        "--funnel {output.funnel} --figure {output.figure} > {log} 2>&1"
+
+
+rule rename_roles:
+    input:
+        data="data/sft/{variant}/filtered.parquet",
+        code=stage_code("rename_roles"),
+    output:
+        "data/sft/{variant}/renamed.parquet",
+    params:
+        preset=PRESET,
+        config=config_of("rename_roles"),
+    conda:
+        "../environment.yml"
+    log:
+        "logs/rename_roles/{variant}.log",
+    benchmark:
+        "benchmarks/rename_roles/{variant}.tsv"
+    shell:
+        "python -m llmlab rename-roles --preset {params.preset} --variant {wildcards.variant} "
+        "--input {input.data} --out {output} > {log} 2>&1"
+
+
+rule format_chat:
+    input:
+        data="data/sft/{variant}/renamed.parquet",
+        tokenizer=model_dir(CFG.sft.model),
+        code=stage_code("format_chat"),
+    output:
+        train="data/sft/{variant}/train.parquet",
+        eval="data/sft/{variant}/eval.parquet",
+    params:
+        preset=PRESET,
+        config=config_of("format_chat"),
+    conda:
+        "../environment.yml"
+    log:
+        "logs/format_chat/{variant}.log",
+    benchmark:
+        "benchmarks/format_chat/{variant}.tsv"
+    shell:
+        "python -m llmlab format-chat --preset {params.preset} --variant {wildcards.variant} "
+        "--input {input.data} --tokenizer {input.tokenizer} --train {output.train} "
+        "--eval {output.eval} > {log} 2>&1"

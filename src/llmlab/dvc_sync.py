@@ -1,0 +1,241 @@
+"""Write dvc.yaml from the Snakefile, so the two orchestrators can never drift apart.
+
+    python -m llmlab.dvc_sync          # rewrite dvc.yaml
+    python -m llmlab.dvc_sync --check  # exit 1 (with a diff) if dvc.yaml is out of date
+
+Each Snakemake rule becomes a DVC stage with the same command (minus the log redirection),
+the same inputs as `deps`, outputs as `outs` / `metrics` / `plots`, and as `params` the config
+keys the rule declares in `llmlab.workflow.STAGES`, plus `preset` and the preset overlays of
+those keys. Wildcard rules become `foreach` / `matrix` stages over the same config values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmlab.config import PRESETS, read_params_file
+from llmlab.workflow import STAGES, WILDCARD_VALUES
+
+HEADER = """\
+# GENERATED from the Snakefile by `python -m llmlab.dvc_sync` (make dvc-yaml): do not edit.
+# Same stages, commands, inputs, outputs and params as the Snakemake rules; a test fails when
+# the two drift. Run: dvc repro | dvc exp run -S preset=demo | dvc metrics show | dvc plots show
+"""
+
+# Outputs DVC should show with `dvc metrics show` (small JSON of numbers). They stay cached
+# like every other output: results are git-ignored and travel through the DVC remote.
+METRIC_NAMES = {"metrics"}
+# Per-step / per-epoch logs and figures shown by `dvc plots show`.
+PLOT_NAMES = {"history", "log_json", "figure", "curve"}
+# x/y of the JSON plots: key -> plot definition (top-level `plots:` of dvc.yaml).
+PLOT_SPECS: dict[str, dict[str, Any]] = {
+    "results/eval/rnn/history.json": {"x": "epoch", "y": ["train_loss", "val_loss"]},
+}
+
+
+def load_rules(snakefile: Path = Path("Snakefile")) -> list[Any]:
+    """Parse the workflow with Snakemake's API and return its rules (no DAG, no execution)."""
+    from snakemake.api import ConfigSettings, OutputSettings, ResourceSettings, SnakemakeApi
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow_api = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(),
+            snakefile=snakefile,
+        )
+        return [rule for rule in workflow_api._workflow.rules if rule.name != "all"]
+
+
+def _strip_constraints(pattern: str) -> str:
+    # Snakemake stores "{model,[a-z]...}" once wildcard_constraints apply.
+    return re.sub(r"\{(\w+),[^{}]*(?:\{[^{}]*\}[^{}]*)*\}", r"{\1}", str(pattern))
+
+
+def _named(items: Any) -> dict[str, list[str]]:
+    """Snakemake's Namedlist -> {name: [patterns]}; unnamed entries are keyed by position."""
+    values = [_strip_constraints(str(v)) for v in items]
+    named: dict[str, list[str]] = {}
+    covered: set[int] = set()
+    for name, (start, end) in items._names.items():
+        end = start + 1 if end is None else end
+        named[name] = values[start:end]
+        covered.update(range(start, end))
+    for i, value in enumerate(values):
+        if i not in covered:
+            named[f"_{i}"] = [value]
+    return named
+
+
+def _get(tree: Any, dotted: str) -> Any:
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    name = rule.name
+    deps_spec = STAGES.get(name)
+    if deps_spec is None:
+        raise SystemExit(f"rule {name}: no entry in llmlab.workflow.STAGES")
+    wildcards = sorted(rule.wildcard_names)
+    sources = {w: WILDCARD_VALUES.get((name, w)) or WILDCARD_VALUES[w] for w in wildcards}
+    matrix = len(wildcards) > 1 or any(
+        not isinstance(_get(params_file, src), Mapping) for src in sources.values()
+    )
+
+    def placeholder(wildcard: str) -> str:
+        if matrix:
+            return "${item.%s}" % wildcard
+        return "${key}"
+
+    def fill(text: str) -> str:
+        for w in wildcards:
+            text = text.replace("{%s}" % w, placeholder(w))
+        return text
+
+    inputs = _named(rule.input)
+    outputs = _named(rule.output)
+    params = {k: v for k, v in rule.params._names.items()}
+    param_values = list(rule.params)
+
+    def repl(match: re.Match[str]) -> str:
+        kind, _, attr = match.group(1).partition(".")
+        if kind == "wildcards":
+            return placeholder(attr)
+        if kind == "params" and attr == "preset":
+            return "${preset}"
+        if kind == "params":
+            start, _ = params[attr]
+            return fill(str(param_values[start]))
+        table = {"input": inputs, "output": outputs}[kind]
+        if attr:
+            return " ".join(fill(v) for v in table[attr])
+        return " ".join(fill(v) for values in table.values() for v in values)
+
+    cmd = re.sub(r"\s*>\s*\{log\}\s*2>&1\s*$", "", rule.shellcmd.strip())
+    cmd = re.sub(r"\{((?:input|output|params|wildcards)(?:\.\w+)?)\}", repl, cmd)
+    cmd = " ".join(cmd.split())
+
+    stage: dict[str, Any] = {"cmd": cmd}
+    stage["deps"] = [fill(v) for values in inputs.values() for v in values]
+
+    # params: the stage's config keys, the preset, and the preset overlays of those keys.
+    items = _wildcard_items(params_file, sources)
+    param_keys: list[str] = ["preset"]
+    for template in deps_spec.params:
+        param_keys.append(fill(template))
+        for preset in PRESETS:
+            overlay_key = _overlay_key(params_file, preset, template, items)
+            if overlay_key and fill(overlay_key) not in param_keys:
+                param_keys.append(fill(overlay_key))
+    stage["params"] = param_keys
+
+    outs: list[Any] = []
+    metrics: list[Any] = []
+    plots: list[Any] = []
+    for out_name, values in outputs.items():
+        for value in values:
+            path = fill(value)
+            if out_name in METRIC_NAMES:
+                metrics.append(path)
+            elif out_name in PLOT_NAMES:
+                plots.append(path)
+            else:
+                outs.append(path)
+    for key, entries in (("outs", outs), ("metrics", metrics), ("plots", plots)):
+        if entries:
+            stage[key] = entries
+
+    if wildcards:
+        if matrix:
+            body: dict[str, Any] = {
+                "matrix": {w: "${%s}" % sources[w] for w in wildcards},
+                **stage,
+            }
+        else:
+            body = {"foreach": "${%s}" % sources[wildcards[0]], "do": stage}
+        return name, body
+    return name, stage
+
+
+def _wildcard_items(
+    params_file: Mapping[str, Any], sources: Mapping[str, str]
+) -> list[dict[str, str]]:
+    """Every combination of wildcard values (used to check overlay keys exist for all)."""
+    combos: list[dict[str, str]] = [{}]
+    for wildcard, src in sources.items():
+        value = _get(params_file, src)
+        keys = list(value) if isinstance(value, Mapping) else list(value or [])
+        combos = [{**c, wildcard: str(k)} for c in combos for k in keys]
+    return combos
+
+
+def _overlay_key(
+    params_file: Mapping[str, Any], preset: str, template: str, items: Iterable[Mapping[str, str]]
+) -> str | None:
+    """`presets.<preset>.<key>` if the overlay sets that key, else None.
+
+    DVC fails on a params key missing from the file, and a foreach stage has one key list for
+    all its items: when the overlay sets the key for some items only, depend on the deepest
+    parent that exists for all of them.
+    """
+    parts = template.split(".")
+    items = list(items) or [{}]
+
+    def present(prefix: str) -> list[bool]:
+        return [
+            _get(params_file, f"presets.{preset}." + prefix.format(**item)) is not None
+            for item in items
+        ]
+
+    if not any(present(template)):
+        return None
+    for depth in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:depth])
+        if all(present(prefix)):
+            return f"presets.{preset}.{prefix}"
+    return f"presets.{preset}"
+
+
+def render(rules: Iterable[Any], params_file: Mapping[str, Any]) -> str:
+    stages = dict(_dvc_stage(rule, params_file) for rule in rules)
+    doc: dict[str, Any] = {"stages": stages}
+    if PLOT_SPECS:
+        doc["plots"] = [{path: spec} for path, spec in PLOT_SPECS.items()]
+    body = yaml.safe_dump(doc, sort_keys=False, width=4096, allow_unicode=True)
+    return HEADER + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if dvc.yaml is out of date")
+    parser.add_argument("--out", type=Path, default=Path("dvc.yaml"))
+    args = parser.parse_args(argv)
+    text = render(load_rules(), read_params_file())
+    current = args.out.read_text() if args.out.exists() else ""
+    if args.check:
+        if current != text:
+            diff = difflib.unified_diff(
+                current.splitlines(True), text.splitlines(True), "dvc.yaml", "from Snakefile"
+            )
+            sys.stderr.writelines(diff)
+            print("dvc.yaml is out of date: run `make dvc-yaml`", file=sys.stderr)
+            return 1
+        return 0
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Loading dataset sources: local files of each format, the hub path, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from llmlab.acquire import HubUnavailableError, load_dataset_source
+from llmlab.io import SchemaError
+from llmlab.schemas import IMDB_SCHEMA, SAIGA_FULL_SCHEMA
+from llmlab.sources import HubDataset, LocalFile, Synthetic, SyntheticSpec
+from llmlab.synthetic import generate_imdb, generate_saiga
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_IMDB = REPO.parent / "shared" / "data" / "imdb_aclimdb.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def imdb() -> pl.DataFrame:
+    return generate_imdb(200, seed=11)
+
+
+@pytest.fixture(scope="module")
+def saiga() -> pl.DataFrame:
+    return generate_saiga(200, seed=11)
+
+
+def _local(path: Path) -> LocalFile:
+    return LocalFile(path=path)
+
+
+def _gzip(path: Path) -> Path:
+    target = path.with_name(path.name + ".gz")
+    target.write_bytes(gzip.compress(path.read_bytes()))
+    return target
+
+
+# ---------------------------------------------------------------------------------------
+# synthetic
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dataset", "schema"), [("imdb", IMDB_SCHEMA), ("saiga", SAIGA_FULL_SCHEMA)]
+)
+def test_synthetic_source(dataset, schema) -> None:
+    source = Synthetic(synthetic=SyntheticSpec(rows=50, seed=2))
+    df = load_dataset_source(source, dataset)
+    assert df.schema == schema
+    assert df.height == 50
+
+
+# ---------------------------------------------------------------------------------------
+# local files
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet", "jsonl", "jsonl.gz"])
+def test_imdb_local_formats_round_trip(fmt: str, imdb: pl.DataFrame, tmp_path: Path) -> None:
+    plain = tmp_path / f"imdb.{fmt.removesuffix('.gz')}"
+    if plain.suffix == ".csv":
+        imdb.write_csv(plain)
+    elif plain.suffix == ".parquet":
+        imdb.write_parquet(plain)
+    else:
+        imdb.write_ndjson(plain)
+    path = _gzip(plain) if fmt.endswith(".gz") else plain
+    df = load_dataset_source(_local(path), "imdb")
+    assert df.equals(imdb)
+
+
+def test_imdb_extra_columns_dropped_and_hub_style_labels_mapped(
+    imdb: pl.DataFrame, tmp_path: Path
+) -> None:
+    # stanfordnlp/imdb style: text + label (0 = neg, 1 = pos), plus an id column.
+    other = imdb.select(
+        pl.int_range(pl.len()).alias("id"),
+        pl.col("review").alias("text"),
+        (pl.col("sentiment") == "positive").cast(pl.Int64).alias("label"),
+    )
+    path = tmp_path / "imdb.parquet"
+    other.write_parquet(path)
+    assert load_dataset_source(_local(path), "imdb").equals(imdb)
+
+
+def test_relative_path_resolved_against_base_dir(imdb: pl.DataFrame, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    imdb.write_parquet(tmp_path / "data" / "imdb.parquet")
+    source = _local(Path("data/imdb.parquet"))
+    assert load_dataset_source(source, "imdb", base_dir=tmp_path).equals(imdb)
+
+
+def test_saiga_parquet_round_trip(saiga: pl.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "saiga.parquet"
+    saiga.write_parquet(path)
+    assert load_dataset_source(_local(path), "saiga").equals(saiga)
+
+
+def test_saiga_jsonl_without_score_explanation_and_other_field_order(
+    saiga: pl.DataFrame, tmp_path: Path
+) -> None:
+    # Early revisions lack score_explanation; other tools write role before content.
+    swapped = saiga.drop("score_explanation").with_columns(
+        pl.col("messages").list.eval(
+            pl.struct(pl.element().struct.field("role"), pl.element().struct.field("content"))
+        )
+    )
+    path = tmp_path / "saiga.jsonl"
+    swapped.write_ndjson(path)
+    df = load_dataset_source(_local(_gzip(path)), "saiga")
+    assert df.schema == SAIGA_FULL_SCHEMA
+    assert df["score_explanation"].null_count() == df.height
+    assert df.drop("score_explanation").equals(saiga.drop("score_explanation"))
+
+
+def test_saiga_csv_with_json_messages(saiga: pl.DataFrame, tmp_path: Path) -> None:
+    as_text = saiga.with_columns(
+        pl.concat_str(
+            pl.lit("["),
+            pl.col("messages").list.eval(pl.element().struct.json_encode()).list.join(","),
+            pl.lit("]"),
+        ).alias("messages")
+    )
+    path = tmp_path / "saiga.csv"
+    as_text.write_csv(path)
+    assert load_dataset_source(_local(path), "saiga").equals(saiga)
+
+
+def test_missing_file_names_the_path_and_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "nope.parquet"
+    with pytest.raises(FileNotFoundError) as err:
+        load_dataset_source(_local(path), "saiga")
+    assert str(path) in str(err.value)
+    assert "saiga.source.path" in str(err.value)
+
+
+def test_unknown_extension_names_the_file_and_supported_types(
+    imdb: pl.DataFrame, tmp_path: Path
+) -> None:
+    path = tmp_path / "imdb.txt"
+    imdb.write_csv(path)
+    with pytest.raises(ValueError, match=r"imdb\.txt: unsupported file type") as err:
+        load_dataset_source(_local(path), "imdb")
+    assert ".parquet" in str(err.value) and ".jsonl.gz" in str(err.value)
+
+
+def test_missing_column_names_the_file_and_the_column(imdb: pl.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "imdb.csv"
+    imdb.select("review").write_csv(path)
+    with pytest.raises(SchemaError, match="missing column") as err:
+        load_dataset_source(_local(path), "imdb")
+    assert str(path) in str(err.value) and "'sentiment'" in str(err.value)
+
+    path = tmp_path / "saiga.parquet"
+    generate_saiga(20, seed=1).drop("opus_score").write_parquet(path)
+    with pytest.raises(SchemaError, match="missing column 'opus_score'") as err:
+        load_dataset_source(_local(path), "saiga")
+    assert str(path) in str(err.value)
+
+
+def test_bad_sentiment_values_are_listed(imdb: pl.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "imdb.parquet"
+    imdb.with_columns(
+        pl.when(pl.int_range(pl.len()) < 3)
+        .then(pl.lit("pos"))
+        .otherwise(pl.col("sentiment"))
+        .alias("sentiment")
+    ).write_parquet(path)
+    with pytest.raises(SchemaError, match=r"'sentiment' has 3 value\(s\) outside .*'pos' \(3\)"):
+        load_dataset_source(_local(path), "imdb")
+
+
+def test_saiga_value_problems_reported_once_per_kind(saiga: pl.DataFrame, tmp_path: Path) -> None:
+    bad = saiga.with_columns(
+        pl.col("messages").list.eval(
+            pl.struct(
+                pl.element().struct.field("content"),
+                pl.element().struct.field("role").replace("bot", "assistant"),
+            )
+        ),
+        pl.col("language").replace("English", "english"),
+        pl.col("sonnet_complexity").replace("hard", "expert"),
+        pl.col("opus_score") + 5,
+    )
+    path = tmp_path / "saiga.parquet"
+    bad.write_parquet(path)
+    with pytest.raises(SchemaError) as err:
+        load_dataset_source(_local(path), "saiga")
+    message = str(err.value)
+    assert message.startswith(str(path))
+    for column, value in (
+        ("messages.role", "'assistant'"),
+        ("language", "'english'"),
+        ("sonnet_complexity", "'expert'"),
+        ("opus_score", "'15'"),
+    ):
+        assert message.count(f"column '{column}'") == 1, column
+        assert value in message
+
+
+def test_wrong_dtype_is_named(saiga: pl.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "saiga.parquet"
+    saiga.with_columns(pl.col("is_bad_by_regex").cast(pl.String)).write_parquet(path)
+    with pytest.raises(SchemaError, match="column 'is_bad_by_regex' is String, expected Boolean"):
+        load_dataset_source(_local(path), "saiga")
+
+
+@pytest.mark.skipif(not REAL_IMDB.exists(), reason="reference data not available")
+def test_real_imdb_reference_file_loads() -> None:
+    df = load_dataset_source(_local(REAL_IMDB), "imdb")
+    assert df.schema == IMDB_SCHEMA
+    assert df.height == 50_000
+    assert dict(df["sentiment"].value_counts().iter_rows()) == {
+        "positive": 25_000,
+        "negative": 25_000,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# hub
+# ---------------------------------------------------------------------------------------
+
+
+def test_hub_offline_fails_fast_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to the network call, then a clear error instead of retries.
+
+    `datasets` and `huggingface_hub` read HF_HUB_OFFLINE once at import, so the test sets
+    their module flags as well as the variable the error message looks at.
+    """
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    source = HubDataset(hub="llmlab-tests/no-such-dataset", revision="0" * 40)
+    start = time.monotonic()
+    with pytest.raises(HubUnavailableError) as err:
+        load_dataset_source(source, "saiga")
+    assert time.monotonic() - start < 20
+    message = str(err.value)
+    assert "llmlab-tests/no-such-dataset" in message
+    assert "0" * 40 in message
+    assert "saiga.source" in message and "path:" in message
+    assert isinstance(err.value, ConnectionError)
+
+
+def test_hub_dataset_converted_through_arrow(
+    saiga: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake_load_dataset(path, **kwargs):
+        calls.append((path, kwargs))
+        # Hub copies come without score_explanation in early revisions.
+        return datasets.Dataset.from_polars(saiga.drop("score_explanation"))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    source = HubDataset(hub="IlyaGusev/saiga_scored", revision="abc123", split="train")
+    df = load_dataset_source(source, "saiga")
+    assert calls == [("IlyaGusev/saiga_scored", {"revision": "abc123", "split": "train"})]
+    assert df.schema == SAIGA_FULL_SCHEMA
+    assert df.drop("score_explanation").equals(saiga.drop("score_explanation"))
+
+
+def test_unknown_dataset_name() -> None:
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset_source(Synthetic(synthetic=SyntheticSpec(rows=5)), "wiki")  # type: ignore[arg-type]
