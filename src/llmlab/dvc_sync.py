@@ -96,12 +96,12 @@ def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str
 
     def placeholder(wildcard: str) -> str:
         if matrix:
-            return "${item.%s}" % wildcard
+            return "${item." + wildcard + "}"
         return "${key}"
 
     def fill(text: str) -> str:
         for w in wildcards:
-            text = text.replace("{%s}" % w, placeholder(w))
+            text = text.replace("{" + w + "}", placeholder(w))
         return text
 
     inputs = _named(rule.input)
@@ -160,11 +160,11 @@ def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str
     if wildcards:
         if matrix:
             body: dict[str, Any] = {
-                "matrix": {w: "${%s}" % sources[w] for w in wildcards},
+                "matrix": {w: "${" + sources[w] + "}" for w in wildcards},
                 **stage,
             }
         else:
-            body = {"foreach": "${%s}" % sources[wildcards[0]], "do": stage}
+            body = {"foreach": "${" + sources[wildcards[0]] + "}", "do": stage}
         return name, body
     return name, stage
 

@@ -73,16 +73,40 @@ STAGES: dict[str, StageDeps] = {
         ),
     ),
     "baseline_tfidf": StageDeps(
-        ("baselines.tfidf", "eval.labels"), _code("baselines/tfidf.py", "eval/metrics.py")
+        ("baselines.tfidf", "eval.labels", "eval.bootstrap"),
+        _code(
+            "baselines/tfidf.py",
+            "baselines/text.py",
+            "baselines/stage_io.py",
+            "eval/metrics.py",
+            "eval/schema.py",
+        ),
     ),
     "baseline_rnn": StageDeps(
-        ("baselines.rnn", "eval.labels"), _code("baselines/rnn.py", "eval/metrics.py")
+        ("baselines.rnn", "eval.labels", "eval.bootstrap"),
+        _code(
+            "baselines/rnn.py",
+            "baselines/text.py",
+            "baselines/stage_io.py",
+            "eval/metrics.py",
+            "eval/schema.py",
+        ),
     ),
     "eval_summary": StageDeps(
         ("eval",), _code("eval/summary.py", "eval/metrics.py", "eval/schema.py", "plots.py")
     ),
-    "train_lora": StageDeps(("sft.variants.{variant}",), _code("train.py", "plots.py")),
-    "compare_generations": StageDeps(("sft.generation",), _code("generate.py")),
+    "train_lora": StageDeps(
+        (
+            "sft.variants.{variant}.quantize",
+            "sft.variants.{variant}.lora",
+            "sft.variants.{variant}.training",
+        ),
+        _code("train.py", "plots.py", "sft_data/chat.py", "chat_template.jinja"),
+    ),
+    "compare_generations": StageDeps(
+        ("sft.generation",),
+        _code("generate.py", "train.py", "sft_data/chat.py", "chat_template.jinja"),
+    ),
     "report": StageDeps(("report",), _code("report.py", "templates/report.md.j2")),
 }
 
