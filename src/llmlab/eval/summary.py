@@ -1,0 +1,621 @@
+"""eval_summary: every system's metrics in one table, paired tests, and the figures.
+
+Reads only predictions tables (PREDICTIONS_SCHEMA), LLM and baseline alike. A system is an
+LLM system when its `model` is in eval.models, a baseline otherwise. Everything the report
+needs is in the summary JSON: the systems table, the best systems, the few-shot effect per
+model, the LLM-vs-baseline test and the calibration gains.
+
+Caveat (stated in the JSON too): "best" systems are picked on the same reviews they are then
+tested on, which favours the picked system; the paired tests are descriptive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+import seaborn as sns
+
+from llmlab.config import Config, EvalConfig
+from llmlab.errors import UserError
+from llmlab.eval.metrics import paired_comparison, system_metrics
+from llmlab.eval.schema import PREDICTIONS_SCHEMA
+from llmlab.io import atomic_dir, read_json, read_parquet, write_json, write_text
+from llmlab.plots import save_figure, setup_theme
+
+log = logging.getLogger(__name__)
+
+SYSTEM_KEYS = ("model", "prompt", "shots", "strategy", "backend", "calibration")
+SELECTION_NOTE = (
+    "Best systems are selected on the same validation reviews they are tested on, which "
+    "favours them; read the paired tests as descriptive."
+)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_predictions(paths: Sequence[Path]) -> pl.DataFrame:
+    """Concatenate predictions files; a system may appear in one file only."""
+    frames, seen = [], {}
+    for path in paths:
+        df = read_parquet(path, PREDICTIONS_SCHEMA).select(list(PREDICTIONS_SCHEMA))
+        if df.is_empty():
+            raise UserError(f"{path}: no prediction rows")
+        for system in df["system"].unique().to_list():
+            if system in seen:
+                raise UserError(f"{path}: system {system!r} is also in {seen[system]}")
+            seen[system] = path
+        frames.append(df)
+    return pl.concat(frames)
+
+
+def check_same_reviews(predictions: pl.DataFrame) -> int:
+    """Every system must score the same reviews once each (paired tests rely on it)."""
+    dupes = predictions.group_by("system").agg(pl.col("review_id").is_duplicated().any())
+    bad = dupes.filter(pl.col("review_id"))["system"].to_list()
+    if bad:
+        raise UserError(f"predictions: system {bad[0]!r} has more than one row per review_id")
+    sets = predictions.group_by("system").agg(pl.col("review_id").sort())
+    reference = sets.row(0, named=True)
+    for row in sets.iter_rows(named=True):
+        if row["review_id"] != reference["review_id"]:
+            raise UserError(
+                f"predictions: systems {reference['system']!r} and {row['system']!r} scored "
+                "different reviews; all systems must score the same validation rows"
+            )
+    return len(reference["review_id"])
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def systems_table(
+    predictions: pl.DataFrame, eval_cfg: EvalConfig
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """One row per system (flat metrics) and the full metrics per system id."""
+    metrics: dict[str, Any] = {}
+    rows = []
+    for (system,), part in predictions.group_by("system", maintain_order=True):
+        first = part.row(0, named=True)
+        m = system_metrics(
+            part,
+            eval_cfg.labels,
+            resamples=eval_cfg.bootstrap.resamples,
+            seed=eval_cfg.bootstrap.seed,
+        )
+        metrics[system] = m
+        rows.append(
+            {"system": system}
+            | {k: first[k] for k in SYSTEM_KEYS}
+            | {
+                "kind": "llm" if first["model"] in eval_cfg.models else "baseline",
+                "n": m["n"],
+                "accuracy": m["accuracy"],
+                "ci_low": m["accuracy_ci"][0],
+                "ci_high": m["accuracy_ci"][1],
+                "macro_f1": m["macro_f1"],
+                "invalid_rate": m["invalid_rate"],
+                "predicted_positive_rate": m["predicted_positive_rate"],
+                "prompts_per_second": m["prompts_per_second"],
+            }
+        )
+    # "baseline" < "llm": baselines first
+    table = pl.DataFrame(rows).sort(["kind", "model", "shots", "prompt", "strategy", "calibration"])
+    return table, metrics
+
+
+def best_system(table: pl.DataFrame, **where: Any) -> str | None:
+    """Highest accuracy (then macro-F1, then name) among rows matching `where`."""
+    rows = table
+    for key, value in where.items():
+        rows = rows.filter(pl.col(key) == value)
+    if rows.is_empty():
+        return None
+    return rows.sort(["accuracy", "macro_f1", "system"], descending=[True, True, False])["system"][
+        0
+    ]
+
+
+def _rows(predictions: pl.DataFrame, system: str) -> pl.DataFrame:
+    return predictions.filter(pl.col("system") == system)
+
+
+def compare(predictions: pl.DataFrame, a: str, b: str, eval_cfg: EvalConfig) -> dict[str, Any]:
+    """Paired comparison of systems `a` and `b` (accuracy A - B, CI, McNemar)."""
+    return {"a": a, "b": b} | paired_comparison(
+        _rows(predictions, a),
+        _rows(predictions, b),
+        resamples=eval_cfg.bootstrap.resamples,
+        seed=eval_cfg.bootstrap.seed,
+    )
+
+
+def calibration_gains(
+    predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
+) -> list[dict[str, Any]]:
+    """Each calibrated LLM system against the same system uncalibrated."""
+    llm = table.filter(pl.col("kind") == "llm")
+    keys = ["model", "prompt", "shots", "strategy", "backend"]
+    out = []
+    for row in llm.filter(pl.col("calibration") != "none").iter_rows(named=True):
+        base = llm.filter(
+            pl.all_horizontal([pl.col(k) == row[k] for k in keys])
+            & (pl.col("calibration") == "none")
+        )
+        if base.is_empty():
+            continue
+        base_row = base.row(0, named=True)
+        test = compare(predictions, row["system"], base_row["system"], eval_cfg)
+        out.append(
+            {k: row[k] for k in (*keys, "calibration")}
+            | {
+                "system": row["system"],
+                "uncalibrated_system": base_row["system"],
+                "accuracy_uncalibrated": base_row["accuracy"],
+                "accuracy_uncalibrated_ci": [base_row["ci_low"], base_row["ci_high"]],
+                "accuracy_calibrated": row["accuracy"],
+                "accuracy_calibrated_ci": [row["ci_low"], row["ci_high"]],
+                "predicted_positive_rate_uncalibrated": base_row["predicted_positive_rate"],
+                "predicted_positive_rate_calibrated": row["predicted_positive_rate"],
+                "gain": test["difference"],
+                "gain_ci": test["difference_ci"],
+                "mcnemar": test["mcnemar"],
+            }
+        )
+    return out
+
+
+def fewshot_effect(
+    predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
+) -> dict[str, Any]:
+    """Per model: the best few-shot system against the best zero-shot one (both uncalibrated,
+    and both with any calibration), plus every prompt x strategy x calibration pair."""
+    llm = table.filter(pl.col("kind") == "llm")
+    per_model: dict[str, Any] = {}
+    pairs = []
+    for model in eval_cfg.models:
+        rows = llm.filter(pl.col("model") == model)
+        if rows.is_empty():
+            continue
+        shots_values = sorted(set(rows["shots"].to_list()))
+        zero = 0 if 0 in shots_values else shots_values[0]
+        per_model[model] = {}
+        for shots in (s for s in shots_values if s != zero):
+            entry = {}
+            for label, where in (("uncalibrated", {"calibration": "none"}), ("any", {})):
+                a = best_system(rows, shots=shots, **where)
+                b = best_system(rows, shots=zero, **where)
+                entry[label] = compare(predictions, a, b, eval_cfg) if a and b else None
+            per_model[model][f"{shots}shot"] = entry
+            for row in rows.filter(pl.col("shots") == shots).iter_rows(named=True):
+                base = rows.filter(
+                    (pl.col("shots") == zero)
+                    & (pl.col("prompt") == row["prompt"])
+                    & (pl.col("calibration") == row["calibration"])
+                )
+                if base.is_empty():
+                    continue
+                test = compare(predictions, row["system"], base["system"][0], eval_cfg)
+                pairs.append(
+                    {k: row[k] for k in ("model", "prompt", "shots", "strategy", "calibration")}
+                    | {
+                        "accuracy_zero_shot": base["accuracy"][0],
+                        "accuracy_few_shot": row["accuracy"],
+                        "difference": test["difference"],
+                        "difference_ci": test["difference_ci"],
+                        "p_value": test["mcnemar"]["p_value"],
+                    }
+                )
+    return {"best": per_model, "pairs": pairs}
+
+
+def summarize(
+    predictions: pl.DataFrame, eval_cfg: EvalConfig, rnn_history: Any = None
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """The summary document and the systems table (for the markdown and the figures)."""
+    n_reviews = check_same_reviews(predictions)
+    table, metrics = systems_table(predictions, eval_cfg)
+    best = best_system(table)
+    best_llm = best_system(table, kind="llm")
+    best_baseline = best_system(table, kind="baseline")
+    llm_vs_baseline = (
+        compare(predictions, best_llm, best_baseline, eval_cfg)
+        if best_llm and best_baseline
+        else None
+    )
+    systems = [
+        row | {"confusion": metrics[row["system"]]["confusion"]}
+        for row in table.iter_rows(named=True)
+    ]
+    summary = {
+        "labels": list(eval_cfg.labels),
+        "n_reviews": n_reviews,
+        "systems": systems,
+        "best_system": best,
+        "best_llm": best_llm,
+        "best_baseline": best_baseline,
+        "llm_vs_baseline": llm_vs_baseline,
+        "fewshot_effect": fewshot_effect(predictions, table, eval_cfg),
+        "calibration_gains": calibration_gains(predictions, table, eval_cfg),
+        "rnn_history": rnn_history,
+        "notes": [SELECTION_NOTE],
+    }
+    return summary, table
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _p(x: float) -> str:
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """reports/tables/eval.md: the systems table, calibration, few-shot and baseline tests."""
+    n = summary["n_reviews"]
+    rows = [
+        [
+            s["model"],
+            s["prompt"],
+            s["shots"],
+            s["strategy"],
+            s["backend"],
+            s["calibration"],
+            f"{_pct(s['accuracy'])} [{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]",
+            _pct(s["macro_f1"]),
+            _pct(s["predicted_positive_rate"]),
+            _pct(s["invalid_rate"]),
+            "–" if s["prompts_per_second"] is None else f"{s['prompts_per_second']:.1f}",
+        ]
+        for s in summary["systems"]
+    ]
+    parts = [
+        f"### All systems ({n} validation reviews; percentages, 95% bootstrap CI)",
+        "",
+        markdown_table(
+            [
+                "Model",
+                "Prompt",
+                "Shots",
+                "Strategy",
+                "Backend",
+                "Calibration",
+                "Accuracy [95% CI]",
+                "Macro-F1",
+                "Pred. positive",
+                "Invalid",
+                "Prompts/s",
+            ],
+            rows,
+        ),
+    ]
+    gains = summary["calibration_gains"]
+    if gains:
+        parts += [
+            "",
+            "### Calibration (same system, uncalibrated vs calibrated; McNemar p)",
+            "",
+            markdown_table(
+                [
+                    "Model",
+                    "Prompt",
+                    "Shots",
+                    "Strategy",
+                    "Calibration",
+                    "Accuracy uncal.",
+                    "Accuracy cal.",
+                    "Gain [95% CI]",
+                    "Pred. positive uncal. → cal.",
+                    "p",
+                ],
+                [
+                    [
+                        g["model"],
+                        g["prompt"],
+                        g["shots"],
+                        g["strategy"],
+                        g["calibration"],
+                        f"{_pct(g['accuracy_uncalibrated'])} "
+                        f"[{_pct(g['accuracy_uncalibrated_ci'][0])}, "
+                        f"{_pct(g['accuracy_uncalibrated_ci'][1])}]",
+                        f"{_pct(g['accuracy_calibrated'])} "
+                        f"[{_pct(g['accuracy_calibrated_ci'][0])}, "
+                        f"{_pct(g['accuracy_calibrated_ci'][1])}]",
+                        f"{100 * g['gain']:+.1f} [{100 * g['gain_ci'][0]:+.1f}, "
+                        f"{100 * g['gain_ci'][1]:+.1f}]",
+                        f"{_pct(g['predicted_positive_rate_uncalibrated'])} → "
+                        f"{_pct(g['predicted_positive_rate_calibrated'])}",
+                        _p(g["mcnemar"]["p_value"]),
+                    ]
+                    for g in gains
+                ],
+            ),
+        ]
+    tests = []
+    for model, by_shots in summary["fewshot_effect"]["best"].items():
+        for shots, entry in by_shots.items():
+            for label, t in entry.items():
+                if t:
+                    tests.append([f"{model}: best {shots} vs best 0-shot ({label})", t])
+    if summary["llm_vs_baseline"]:
+        tests.append(["best LLM vs best baseline", summary["llm_vs_baseline"]])
+    if tests:
+        parts += [
+            "",
+            "### Paired tests (accuracy difference A − B, McNemar)",
+            "",
+            markdown_table(
+                ["Comparison", "A", "B", "Difference [95% CI]", "A only / B only", "p"],
+                [
+                    [
+                        name,
+                        t["a"],
+                        t["b"],
+                        f"{100 * t['difference']:+.1f} [{100 * t['difference_ci'][0]:+.1f}, "
+                        f"{100 * t['difference_ci'][1]:+.1f}]",
+                        f"{t['mcnemar']['only_a']} / {t['mcnemar']['only_b']}",
+                        f"{_p(t['mcnemar']['p_value'])} ({t['mcnemar']['method']})",
+                    ]
+                    for name, t in tests
+                ],
+            ),
+        ]
+    parts += ["", f"Note: {SELECTION_NOTE}", ""]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_accuracy(table: pl.DataFrame, path: Path) -> None:
+    """Every system's accuracy with its 95% CI, best at the top, coloured by model."""
+    df = table.sort("accuracy", descending=True)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * df.height))
+    models = df["model"].unique(maintain_order=True).to_list()
+    palette = dict(zip(models, sns.color_palette("deep", len(models)), strict=True))
+    y = np.arange(df.height)
+    acc = df["accuracy"].to_numpy()
+    err = np.vstack([acc - df["ci_low"].to_numpy(), df["ci_high"].to_numpy() - acc])
+    ax.barh(y, acc, color=[palette[m] for m in df["model"]], alpha=0.85)
+    ax.errorbar(acc, y, xerr=err, fmt="none", ecolor="black", capsize=2, lw=1)
+    ax.set_yticks(y, df["system"].to_list(), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy (95% bootstrap CI)")
+    ax.set_ylabel("system")
+    ax.set_title("Accuracy on the validation reviews")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[m]) for m in models]
+    ax.legend(handles, models, title="model", loc="lower right", fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_confusions(summary: dict[str, Any], systems: Sequence[str], path: Path) -> None:
+    """Confusion matrices (rows: gold, columns: predicted or invalid) of selected systems."""
+    by_id = {s["system"]: s for s in summary["systems"]}
+    cols = min(3, len(systems))
+    rows = -(-len(systems) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.9 * rows), squeeze=False)
+    for ax, system in zip(axes.flat, systems, strict=False):
+        conf = by_id[system]["confusion"]
+        sns.heatmap(
+            np.array(conf["counts"]),
+            annot=True,
+            fmt="d",
+            cmap="Blues",
+            cbar=False,
+            xticklabels=conf["columns"],
+            yticklabels=conf["labels"],
+            ax=ax,
+        )
+        ax.set_title(system, fontsize=9)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.tick_params(axis="y", rotation=0)
+    for ax in axes.flat[len(systems) :]:
+        ax.axis("off")
+    fig.suptitle("Confusion matrices", fontweight="bold")
+    save_figure(fig, path)
+
+
+def _setting(row: dict[str, Any]) -> str:
+    return "0-shot" if row["shots"] == 0 else f"{row['shots']}-shot {row['strategy']}"
+
+
+def _point_plot(df: pl.DataFrame, x: str, hue: str, title: str, path: Path) -> None:
+    """Accuracy with CI per `x`, one panel per model, one colour per `hue`."""
+    models = df["model"].unique(maintain_order=True).to_list()
+    hues = sorted(df[hue].unique().to_list())
+    xs = sorted(df[x].unique().to_list())
+    fig, axes = plt.subplots(
+        1,
+        len(models),
+        figsize=(1.5 + max(3.5, 1.6 * len(xs)) * len(models), 4.2),
+        sharey=True,
+        squeeze=False,
+    )
+    colors = dict(zip(hues, sns.color_palette("deep", len(hues)), strict=True))
+    width = 0.8 / len(hues)
+    for ax, model in zip(axes.flat, models, strict=True):
+        part = df.filter(pl.col("model") == model)
+        for j, h in enumerate(hues):
+            sub = part.filter(pl.col(hue) == h)
+            pos = np.array([xs.index(v) for v in sub[x]]) - 0.4 + width * (j + 0.5)
+            acc = sub["accuracy"].to_numpy()
+            err = np.vstack([acc - sub["ci_low"].to_numpy(), sub["ci_high"].to_numpy() - acc])
+            ax.errorbar(pos, acc, yerr=err, fmt="o", color=colors[h], capsize=3, label=h)
+        ax.set_xticks(range(len(xs)), xs)
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        ax.set_title(model)
+        ax.set_xlabel(x)
+    axes.flat[0].set_ylabel("accuracy (95% CI)")
+    axes.flat[-1].legend(title=hue, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle(title, fontweight="bold")
+    save_figure(fig, path)
+
+
+def plot_prompts(table: pl.DataFrame, path: Path) -> None:
+    df = table.filter((pl.col("kind") == "llm") & (pl.col("calibration") == "none"))
+    df = df.with_columns(
+        setting=pl.struct("shots", "strategy").map_elements(_setting, return_dtype=pl.Utf8)
+    )
+    _point_plot(df, "prompt", "setting", "Accuracy by prompt (uncalibrated)", path)
+
+
+def plot_strategies(table: pl.DataFrame, path: Path) -> bool:
+    df = table.filter(
+        (pl.col("kind") == "llm") & (pl.col("calibration") == "none") & (pl.col("shots") > 0)
+    )
+    if df.is_empty():
+        return False
+    _point_plot(df, "strategy", "prompt", "Accuracy by few-shot strategy (uncalibrated)", path)
+    return True
+
+
+def plot_calibration(summary: dict[str, Any], path: Path) -> bool:
+    """Accuracy and predicted-positive rate, uncalibrated vs calibrated, per LLM system."""
+    gains = summary["calibration_gains"]
+    if not gains:
+        return False
+    df = pl.DataFrame(
+        [
+            {
+                "system": g["uncalibrated_system"].removesuffix("/none"),
+                "calibration": g["calibration"],
+                "accuracy": g["accuracy_calibrated"],
+                "uncalibrated": g["accuracy_uncalibrated"],
+                "ppr": g["predicted_positive_rate_calibrated"],
+                "ppr_uncalibrated": g["predicted_positive_rate_uncalibrated"],
+            }
+            for g in gains
+        ]
+    )
+    systems = df["system"].unique(maintain_order=True).to_list()
+    methods = ["none", *df["calibration"].unique(maintain_order=True).to_list()]
+    colors = dict(zip(methods, sns.color_palette("deep", len(methods)), strict=True))
+    y = np.arange(len(systems))
+    fig, (ax_acc, ax_ppr) = plt.subplots(
+        1, 2, figsize=(12, max(3.2, 1.6 + 0.35 * len(systems))), sharey=True
+    )
+    first = df.unique("system", keep="first", maintain_order=True)
+    panels = ((ax_acc, "accuracy", "uncalibrated"), (ax_ppr, "ppr", "ppr_uncalibrated"))
+    # Methods side by side within a system's row, so equal values stay visible.
+    offset = {m: 0.6 * (i / max(1, len(methods) - 1) - 0.5) for i, m in enumerate(methods)}
+    for ax, col, base_col in panels:
+        ax.scatter(
+            first[base_col], y + offset["none"], color=colors["none"], label="none", zorder=3
+        )
+        for method in methods[1:]:
+            sub = df.filter(pl.col("calibration") == method)
+            pos = np.array([systems.index(s) for s in sub["system"]]) + offset[method]
+            ax.scatter(sub[col], pos, color=colors[method], label=method, zorder=3, marker="D")
+        ax.set_xlim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    ax_ppr.axvline(0.5, color="grey", ls="--", lw=1)
+    ax_acc.set_yticks(y, systems, fontsize=8)
+    ax_acc.invert_yaxis()
+    ax_acc.set_xlabel("accuracy")
+    ax_acc.set_ylabel("system")
+    ax_ppr.set_xlabel("predicted-positive rate (balanced data: 0.5)")
+    ax_acc.set_title("Accuracy")
+    ax_ppr.set_title("Predicted-positive rate")
+    ax_ppr.legend(title="calibration", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.suptitle("Calibration: uncalibrated vs calibrated", fontweight="bold")
+    save_figure(fig, path)
+    return True
+
+
+def plot_rnn_history(history: Any, path: Path) -> bool:
+    """Loss and accuracy per epoch of the RNN baseline (train vs held-out)."""
+    epochs = history.get("epochs") if isinstance(history, dict) else None
+    if not epochs:
+        return False
+    df = pl.DataFrame(epochs)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for split in ("train", "heldout"):
+            col = f"{split}_{metric}"
+            if col in df.columns:
+                ax.plot(df["epoch"], df[col], marker="o", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"RNN {metric}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
+    fig.suptitle("RNN baseline training curve", fontweight="bold")
+    save_figure(fig, path)
+    return True
+
+
+def confusion_systems(summary: dict[str, Any], table: pl.DataFrame) -> list[str]:
+    """The best system per model and shot count, and each baseline."""
+    picked = []
+    for key, rows in table.group_by(["model", "shots"], maintain_order=True):
+        del key
+        picked.append(best_system(rows))
+    return [s for s in picked if s]
+
+
+def write_figures(summary: dict[str, Any], table: pl.DataFrame, folder: Path) -> dict[str, str]:
+    """Every figure into `folder`; returns figure name -> file name."""
+    setup_theme()
+    made = {}
+    plot_accuracy(table, folder / "accuracy.png")
+    made["accuracy"] = "accuracy.png"
+    plot_confusions(summary, confusion_systems(summary, table), folder / "confusion.png")
+    made["confusion"] = "confusion.png"
+    if not table.filter(pl.col("kind") == "llm").is_empty():
+        plot_prompts(table, folder / "prompts.png")
+        made["prompts"] = "prompts.png"
+    if plot_strategies(table, folder / "strategies.png"):
+        made["strategies"] = "strategies.png"
+    if plot_calibration(summary, folder / "calibration.png"):
+        made["calibration"] = "calibration.png"
+    if plot_rnn_history(summary["rnn_history"], folder / "rnn_history.png"):
+        made["rnn_history"] = "rnn_history.png"
+    return made
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def run_eval_summary(
+    cfg: Config,
+    *,
+    predictions: list[Path],
+    rnn_history: Path,
+    summary: Path,
+    table: Path,
+    figures: Path,
+) -> None:
+    """CLI layer of eval-summary: read every predictions file, write JSON, markdown, figures."""
+    if not rnn_history.exists():
+        raise UserError(f"{rnn_history}: input file does not exist (run baseline_rnn first)")
+    history = read_json(rnn_history)
+    preds = load_predictions(predictions)
+    unknown = sorted(set(preds["gold"].unique().to_list()) - set(cfg.eval.labels))
+    if unknown:
+        raise UserError(f"predictions: gold labels {unknown} are not in eval.labels")
+    doc, systems = summarize(preds, cfg.eval, history)
+    log.info(
+        "%d systems on %d reviews; best %s", systems.height, doc["n_reviews"], doc["best_system"]
+    )
+    with atomic_dir(figures) as tmp:
+        doc["figures"] = write_figures(doc, systems, tmp)
+    write_text(render_markdown(doc), table)
+    write_json(doc, summary)

@@ -1,0 +1,110 @@
+"""Metrics and paired tests against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import chi2
+
+from llmlab.errors import UserError
+from llmlab.eval.metrics import (
+    INVALID,
+    bootstrap_ci,
+    mcnemar,
+    paired_comparison,
+    system_metrics,
+)
+from llmlab.eval.schema import PREDICTIONS_SCHEMA
+
+LABELS = ["negative", "positive"]
+
+
+def frame(gold: list[str], pred: list[str | None], seconds: float = 0.5) -> pl.DataFrame:
+    n = len(gold)
+    return pl.DataFrame(
+        {
+            "system": ["s"] * n,
+            "model": ["m"] * n,
+            "prompt": ["p"] * n,
+            "shots": [0] * n,
+            "strategy": ["-"] * n,
+            "backend": ["vllm"] * n,
+            "calibration": ["none"] * n,
+            "review_id": list(range(n)),
+            "gold": gold,
+            "prediction": pred,
+            "valid": [p is not None for p in pred],
+            "raw_output": [p or "maybe" for p in pred],
+            "label_scores": [[-0.7, -0.7]] * n,
+            "seconds": [seconds] * n,
+        },
+        schema=PREDICTIONS_SCHEMA,
+    )
+
+
+def test_system_metrics_hand_computed():
+    gold = ["negative", "negative", "positive", "positive", "positive"]
+    pred = ["negative", "positive", "positive", None, "positive"]
+    m = system_metrics(frame(gold, pred), LABELS, resamples=500, seed=1)
+    assert m["n"] == 5
+    assert m["accuracy"] == pytest.approx(0.6)  # the invalid row counts as wrong
+    # negative: P=1/1, R=1/2 -> F1=2/3; positive: P=2/3, R=2/3 -> F1=2/3
+    assert m["macro_f1"] == pytest.approx(2 / 3)
+    assert m["invalid"] == 1 and m["invalid_rate"] == pytest.approx(0.2)
+    assert m["predicted_positive_rate"] == pytest.approx(0.6)
+    assert m["predicted_rates"] == {"negative": pytest.approx(0.2), "positive": pytest.approx(0.6)}
+    assert m["confusion"]["columns"] == [*LABELS, INVALID]
+    assert m["confusion"]["counts"] == [[1, 1, 0], [0, 2, 1]]
+    assert m["seconds"] == pytest.approx(2.5)
+    assert m["prompts_per_second"] == pytest.approx(2.0)
+    low, high = m["accuracy_ci"]
+    assert 0.0 <= low <= 0.6 <= high <= 1.0
+
+
+def test_system_metrics_rejects_bad_rows():
+    with pytest.raises(UserError, match="gold labels"):
+        system_metrics(frame(["neutral"], ["positive"]), LABELS, resamples=100, seed=0)
+    bad = frame(["positive"], ["positive"]).with_columns(prediction=pl.lit("Positive"))
+    with pytest.raises(UserError, match="marked valid"):
+        system_metrics(bad, LABELS, resamples=100, seed=0)
+
+
+def test_bootstrap_ci_is_seeded_and_degenerate_when_constant():
+    values = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 1], dtype=float)
+    a = bootstrap_ci(values, resamples=1000, seed=7)
+    assert a == bootstrap_ci(values, resamples=1000, seed=7)
+    assert a[0] < values.mean() < a[1]
+    assert bootstrap_ci(np.ones(50), resamples=200, seed=0) == (1.0, 1.0)
+    assert all(math.isnan(x) for x in bootstrap_ci(np.array([]), resamples=10, seed=0))
+
+
+def test_mcnemar_exact_and_chi_square():
+    # 5 discordant pairs, all won by A: exact two-sided p = 2 * 0.5**5
+    a = [True] * 5 + [True] * 10 + [False] * 3
+    b = [False] * 5 + [True] * 10 + [False] * 3
+    r = mcnemar(a, b)
+    assert (r["only_a"], r["only_b"], r["method"]) == (5, 0, "exact")
+    assert r["p_value"] == pytest.approx(0.0625)
+    # 30 vs 10 discordant: chi2 = (|30 - 10| - 1)^2 / 40 with continuity correction
+    a = [True] * 30 + [False] * 10
+    b = [False] * 30 + [True] * 10
+    r = mcnemar(a, b)
+    assert r["method"] == "chi2_continuity"
+    assert r["statistic"] == pytest.approx(19**2 / 40)
+    assert r["p_value"] == pytest.approx(chi2.sf(19**2 / 40, df=1))
+    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
+
+
+def test_paired_comparison_joins_on_review_id():
+    gold = ["negative", "positive", "positive", "negative"]
+    a = frame(gold, ["negative", "positive", "positive", "negative"])
+    b = frame(gold, ["negative", "negative", None, "negative"]).reverse()  # order must not matter
+    r = paired_comparison(a, b, resamples=200, seed=0)
+    assert r["accuracy_a"] == 1.0 and r["accuracy_b"] == 0.5
+    assert r["difference"] == pytest.approx(0.5)
+    assert (r["mcnemar"]["only_a"], r["mcnemar"]["only_b"]) == (2, 0)
+    with pytest.raises(UserError, match="differ on"):
+        paired_comparison(a, b.head(3), resamples=200, seed=0)
