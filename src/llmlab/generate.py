@@ -1,0 +1,362 @@
+"""compare_generations: the base model and every LoRA adapter answer the same prompts.
+
+- The base model is loaded once (4-bit when `sft.generation.quantize`, as the QLoRA adapters
+  were trained against the quantized weights) and the adapters are attached to it with peft
+  (`PeftModel.from_pretrained` + `load_adapter`); each system is selected with `set_adapter`,
+  the base model with the `disable_adapter()` context.
+- Every system, the base model included, gets the same input tokens: the prompt as a user
+  turn rendered with the project's chat template and its generation prompt. The base model
+  (a pretrained-only model in the full preset) never saw this format, which is the point of
+  the comparison: all differences between the columns come from the adapters' weights.
+- Decoding settings come from `sft.generation`; the seed is reset before each system, so
+  every system draws from the same random stream and a rerun gives the same texts (CPU).
+  Generation stops at the tokenizer's eos (which the adapters learned to emit after
+  `<|eot_id|>`) or at the `<|eot_id|>` text itself (what a base model may produce instead).
+- Outputs: one parquet row per (prompt, system), a side-by-side markdown table and the
+  held-out loss / perplexity table of the variants (from their metrics.json).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from llmlab.config import Config, GenerationConfig
+from llmlab.errors import UserError
+from llmlab.io import write_parquet, write_text
+from llmlab.sft_data.chat import END_OF_TURN, load_tokenizer
+from llmlab.train import (
+    Runtime,
+    check_model_dir,
+    check_quantization_available,
+    detect_device,
+    load_base_model,
+    load_metrics,
+    resolve_precision,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+BASE = "base"  # the `system` label of the model without an adapter
+
+GENERATIONS_SCHEMA = {
+    "prompt_id": pl.Int64,
+    "prompt": pl.String,
+    "system": pl.String,
+    "answer": pl.String,
+    "new_tokens": pl.Int64,
+    "finished": pl.Boolean,  # stopped by eos / end of turn, not by max_new_tokens
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    new_tokens: int
+    finished: bool
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def render_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]) -> list[str]:
+    """Each prompt as one user turn in the tokenizer's chat template, ready for the answer."""
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
+
+
+def decode_answer(
+    tokenizer: PreTrainedTokenizerBase, new_ids: Sequence[int], stop_ids: set[int]
+) -> Answer:
+    """The answer text of one generated sequence: up to eos / end of turn, without them.
+
+    `new_tokens` counts the tokens generated before eos (the `<|eot_id|>` text included).
+    """
+    ids = list(new_ids)
+    finished = False
+    for i, token in enumerate(ids):
+        if token in stop_ids:  # eos, or the padding after a row that stopped earlier
+            ids, finished = ids[:i], True
+            break
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if END_OF_TURN in text:
+        text, finished = text.split(END_OF_TURN, 1)[0], True
+    return Answer(text=text.strip(), new_tokens=len(ids), finished=finished)
+
+
+def generate_answers(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    gen: GenerationConfig,
+) -> list[Answer]:
+    """Answers of `model` (its active adapter) to `prompts`, batched with left padding."""
+    import torch
+    from transformers import GenerationConfig as HfGenerationConfig
+    from transformers import set_seed
+
+    stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    sampling = {"temperature": gen.temperature, "top_p": gen.top_p} if gen.do_sample else {}
+    config = HfGenerationConfig(
+        do_sample=gen.do_sample,
+        max_new_tokens=gen.max_new_tokens,
+        repetition_penalty=gen.repetition_penalty,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        stop_strings=[END_OF_TURN],
+        **sampling,
+    )
+    texts = render_prompts(tokenizer, prompts)
+    answers: list[Answer] = []
+    set_seed(gen.seed)  # the same random stream for every system
+    for start in range(0, len(texts), gen.batch_size):
+        batch = tokenizer(
+            texts[start : start + gen.batch_size],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,  # the template renders bos itself
+        ).to(model.device)
+        with torch.no_grad():
+            out = model.generate(**batch, generation_config=config, tokenizer=tokenizer)
+        width = batch["input_ids"].shape[1]
+        answers += [decode_answer(tokenizer, row[width:].tolist(), stop_ids) for row in out]
+    return answers
+
+
+def attach_adapters(base: PreTrainedModel, adapters: Mapping[str, Path]) -> Any:
+    """A PeftModel over `base` holding every adapter under its variant name."""
+    from peft import PeftModel
+
+    names = list(adapters)
+    model = PeftModel.from_pretrained(base, adapters[names[0]], adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(adapters[name], adapter_name=name)
+    model.eval()
+    return model
+
+
+def compare_generations(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    systems: Sequence[str],
+    gen: GenerationConfig,
+) -> pl.DataFrame:
+    """One row per (prompt, system): `base` (adapters disabled) and each adapter by name."""
+    rows = []
+    for system in systems:
+        log.info("generating: %s (%d prompts)", system, len(gen.prompts))
+        if system == BASE:
+            with model.disable_adapter():
+                answers = generate_answers(model, tokenizer, gen.prompts, gen)
+        else:
+            model.set_adapter(system)
+            answers = generate_answers(model, tokenizer, gen.prompts, gen)
+        for i, (prompt, answer) in enumerate(zip(gen.prompts, answers, strict=True)):
+            rows.append(
+                {
+                    "prompt_id": i,
+                    "prompt": prompt,
+                    "system": system,
+                    "answer": answer.text,
+                    "new_tokens": answer.new_tokens,
+                    "finished": answer.finished,
+                }
+            )
+    return pl.DataFrame(rows, schema=GENERATIONS_SCHEMA).sort("prompt_id", maintain_order=True)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def markdown_cell(text: str) -> str:
+    """Text that stays inside one GitHub table cell and renders as written.
+
+    HTML-escaped (model output may contain tags or `<|eot_id|>`-like markers), pipes escaped,
+    newlines as <br>.
+    """
+    text = html.escape(text.strip(), quote=False).replace("|", "\\|")
+    return "<br>".join(line.rstrip() for line in text.splitlines()) or "*(empty)*"
+
+
+def _decoding(gen: GenerationConfig) -> str:
+    if gen.do_sample:
+        how = f"sampling, temperature {gen.temperature}, top_p {gen.top_p}"
+    else:
+        how = "greedy"
+    return (
+        f"{how}, repetition_penalty {gen.repetition_penalty}, "
+        f"max_new_tokens {gen.max_new_tokens}, seed {gen.seed}"
+    )
+
+
+def generations_markdown(df: pl.DataFrame, systems: Sequence[str], gen: GenerationConfig) -> str:
+    """A side-by-side table: one row per prompt, one column per system."""
+    header = [
+        "#",
+        "prompt",
+        *(f"{s} (no adapter)" if s == BASE else f"variant {s}" for s in systems),
+    ]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---:"] + ["---"] * (len(header) - 1)) + "|",
+    ]
+    for (prompt_id,), group in df.group_by(["prompt_id"], maintain_order=True):
+        by_system = {r["system"]: r for r in group.iter_rows(named=True)}
+        cells = [str(prompt_id + 1), markdown_cell(group["prompt"][0])]
+        for system in systems:
+            row = by_system[system]
+            cell = markdown_cell(row["answer"])
+            if not row["finished"]:
+                cell += " *(cut at max_new_tokens)*"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        f"Each prompt is a user turn in the project's chat template; decoding: {_decoding(gen)}. "
+        f"`{BASE}` is the same base model with the adapters disabled."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def loss_markdown(metrics: Sequence[Mapping[str, Any]]) -> str:
+    """Held-out loss and perplexity per variant, with the base model on the same eval set."""
+    header = [
+        "variant",
+        "held-out loss",
+        "perplexity",
+        "base loss",
+        "base perplexity",
+        "eval tokens",
+        "steps",
+        "LoRA r / alpha",
+        "learning rate",
+        "trainable params",
+        "train time (s)",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 10) + "|"]
+    for m in metrics:
+        lora, training = m.get("lora", {}), m.get("training", {})
+        cells = [
+            str(m["variant"]),
+            _fmt(m["eval_loss"]),
+            _fmt(m["perplexity"], 2),
+            _fmt(m.get("base_eval_loss")),
+            _fmt(m.get("base_perplexity"), 2),
+            _fmt(m.get("eval_tokens")),
+            _fmt(m.get("steps")),
+            f"{lora.get('r', '–')} / {lora.get('alpha', '–')}",
+            f"{training['learning_rate']:g}" if "learning_rate" in training else "–",
+            f"{m['trainable_params']:,}" if m.get("trainable_params") else "–",
+            _fmt(m.get("train_runtime_s"), 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        "Loss: mean cross-entropy (nats) over every assistant token of the variant's eval "
+        "split; base: the same model without the adapter on the same tokens. Variants may "
+        "have different eval splits (their data filters differ)."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def _adapter_map(cfg: Config, adapters: Sequence[Path]) -> dict[str, Path]:
+    """Variant name (the adapter folder's name) -> folder, checked against sft.variants."""
+    out: dict[str, Path] = {}
+    for path in adapters:
+        name = path.name
+        if name not in cfg.sft.variants:
+            raise UserError(
+                f"{path}: adapter folder name {name!r} is not a key of sft.variants "
+                f"({', '.join(cfg.sft.variants)})"
+            )
+        if name in out:
+            raise UserError(f"{path}: two adapters for variant {name!r}")
+        if not (path / "adapter_config.json").is_file():
+            raise UserError(f"{path}: not a LoRA adapter folder (no adapter_config.json)")
+        out[name] = path
+    return out
+
+
+def run_compare_generations(
+    cfg: Config,
+    model_dir: Path,
+    adapters: list[Path],
+    metrics: list[Path],
+    generations: Path,
+    table: Path,
+    loss_table: Path,
+) -> None:
+    """compare_generations: generate with base + adapters; write parquet and two tables."""
+    gen = cfg.sft.generation
+    device = detect_device()
+    if gen.quantize:
+        check_quantization_available(device, "sft.generation.quantize")
+    check_model_dir(model_dir)
+    adapter_paths = _adapter_map(cfg, adapters)
+    variant_metrics = {}
+    for path in metrics:
+        m = load_metrics(path)
+        if m["variant"] not in adapter_paths:
+            raise UserError(f"{path}: metrics of variant {m['variant']!r}, which has no adapter")
+        variant_metrics[m["variant"]] = m
+    missing = sorted(set(adapter_paths) - set(variant_metrics))
+    if missing:
+        raise UserError(f"--metrics: no metrics.json for variant(s) {', '.join(missing)}")
+    for name in adapter_paths:
+        if cfg.sft.variants[name].quantize != gen.quantize:
+            log.warning(
+                "variant %s was trained with quantize=%s but generation loads the base with "
+                "quantize=%s",
+                name,
+                cfg.sft.variants[name].quantize,
+                gen.quantize,
+            )
+    # Order columns as in params.yaml, whatever order the files came in.
+    variants = [v for v in cfg.sft.variants if v in adapter_paths]
+    runtime = Runtime(
+        device=device,
+        precision=resolve_precision("auto", device, "sft.generation"),
+        optim="",
+        quantize=gen.quantize,
+    )
+    tokenizer = load_tokenizer(model_dir)
+    tokenizer.padding_side = "left"  # batched generation continues every row at the end
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    base = load_base_model(model_dir, runtime)
+    model = attach_adapters(base, {v: adapter_paths[v] for v in variants})
+    systems = [BASE, *variants]
+    df = compare_generations(model, tokenizer, systems, gen)
+    write_parquet(df, generations)
+    write_text(generations_markdown(df, systems, gen), table)
+    write_text(loss_markdown([variant_metrics[v] for v in variants]), loss_table)
+    unfinished = df.filter(~pl.col("finished"))
+    log.info(
+        "%d answers, %d cut at max_new_tokens (%s)",
+        df.height,
+        unfinished.height,
+        ", ".join(sorted(set(unfinished["system"]))) or "none",
+    )

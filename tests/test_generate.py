@@ -1,0 +1,232 @@
+"""compare_generations: answer decoding, adapter switching, seeded decoding and the tables."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from llmlab.config import Config, read_params_file, resolve
+from llmlab.errors import UserError
+from llmlab.generate import (
+    BASE,
+    GENERATIONS_SCHEMA,
+    Answer,
+    attach_adapters,
+    compare_generations,
+    decode_answer,
+    generate_answers,
+    generations_markdown,
+    loss_markdown,
+    markdown_cell,
+    run_compare_generations,
+)
+from llmlab.sft_data.chat import END_OF_TURN
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+PROMPTS = ["Расскажи коротко, что такое лог регрессия?", "Сколько будет 2 плюс 3?", "Привет!"]
+
+
+def demo_config(**generation: Any) -> Config:
+    """The repo's demo config with `sft.generation` values overridden."""
+    raw = copy.deepcopy(read_params_file(PARAMS))
+    demo = raw["presets"].setdefault("demo", {}) or {}
+    raw["presets"]["demo"] = demo
+    demo.setdefault("sft", {}).setdefault("generation", {}).update(generation)
+    return resolve(raw, "demo")
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """Cells of each table line, split on unescaped pipes (as GitHub does)."""
+    rows = []
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            rows.append(re.split(r"(?<!\\)\|", line.strip())[1:-1])
+    return rows
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_markdown_cell_keeps_one_cell_and_renders_literally() -> None:
+    cell = markdown_cell("a | b\n\nc <b>bold</b> & <|eot_id|>  ")
+    assert cell == r"a \| b<br><br>c &lt;b&gt;bold&lt;/b&gt; &amp; &lt;\|eot_id\|&gt;"
+    assert markdown_cell("   ") == "*(empty)*"
+
+
+def test_generations_table_has_one_row_per_prompt_and_a_column_per_system() -> None:
+    gen = demo_config().sft.generation
+    rows = [
+        {
+            "prompt_id": i,
+            "prompt": prompt,
+            "system": system,
+            "answer": f"{system} | answer\nline two",
+            "new_tokens": 5,
+            "finished": system != "b",
+        }
+        for i, prompt in enumerate(["first | prompt", "second"])
+        for system in (BASE, "a", "b")
+    ]
+    df = pl.DataFrame(rows, schema=GENERATIONS_SCHEMA)
+    cells = table_rows(generations_markdown(df, [BASE, "a", "b"], gen))
+    assert cells[0] == [" # ", " prompt ", " base (no adapter) ", " variant a ", " variant b "]
+    assert len(cells) == 4 and all(len(row) == 5 for row in cells)
+    assert cells[2][1].strip() == r"first \| prompt"
+    assert cells[2][3].strip() == r"a \| answer<br>line two"
+    assert cells[2][4].strip().endswith("*(cut at max_new_tokens)*")
+
+
+def test_loss_table_lists_each_variant_with_base_loss() -> None:
+    metrics = [
+        {
+            "variant": v,
+            "eval_loss": loss,
+            "perplexity": 2.718281828**loss,
+            "base_eval_loss": 2.5,
+            "base_perplexity": 12.18,
+            "eval_tokens": 1000,
+            "steps": 100,
+            "lora": {"r": r, "alpha": 2 * r},
+            "training": {"learning_rate": 2e-4},
+            "trainable_params": 41_943_040,
+            "train_runtime_s": 812.4,
+        }
+        for v, loss, r in (("a", 1.25, 16), ("b", 1.5, 64))
+    ]
+    cells = table_rows(loss_markdown(metrics))
+    assert [c.strip() for c in cells[2]] == [
+        "a",
+        "1.250",
+        "3.49",
+        "2.500",
+        "12.18",
+        "1000",
+        "100",
+        "16 / 32",
+        "0.0002",
+        "41,943,040",
+        "812",
+    ]
+    assert cells[3][0].strip() == "b"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_adapter_folders_must_be_variants(tmp_path: Path) -> None:
+    cfg = demo_config()
+    (tmp_path / "config.json").write_text("{}")  # the model folder is checked first
+    (tmp_path / "z").mkdir()
+    (tmp_path / "z" / "adapter_config.json").write_text("{}")
+    outs = {"generations": tmp_path / "g.parquet", "table": tmp_path / "g.md"}
+    outs["loss_table"] = tmp_path / "l.md"
+    with pytest.raises(UserError, match="adapter folder name 'z' is not a key of sft.variants"):
+        run_compare_generations(cfg, tmp_path, [tmp_path / "z"], [], **outs)
+    (tmp_path / "a").mkdir()
+    with pytest.raises(UserError, match="not a LoRA adapter folder"):
+        run_compare_generations(cfg, tmp_path, [tmp_path / "a"], [], **outs)
+
+
+# --------------------------------------------------------------------------- with a tiny model
+
+
+@pytest.fixture(scope="module")
+def tiny_adapters(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two random (non-zero) LoRA adapters `a` and `b` of the tiny model, plus metrics."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llmlab.sft_data.chat import load_tokenizer
+    from llmlab.train import save_adapter
+
+    root = tmp_path_factory.mktemp("adapters")
+    tokenizer = load_tokenizer(tiny_llama_dir)
+    for seed, variant in enumerate(("a", "b")):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+        config = LoraConfig(
+            r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        )
+        save_adapter(get_peft_model(base, config), tokenizer, root / variant)
+        metrics = {"variant": variant, "eval_loss": 1.0 + seed, "perplexity": 2.7, "steps": 3}
+        (root / f"{variant}.json").write_text(json.dumps(metrics))
+    return root
+
+
+@pytest.mark.slow
+def test_decode_answer_stops_at_eos_or_end_of_turn(tiny_llama_dir: Path) -> None:
+    from llmlab.sft_data.chat import load_tokenizer
+
+    tok = load_tokenizer(tiny_llama_dir)
+    ids = tok("Ответ: 5.", add_special_tokens=False)["input_ids"]
+    eot = tok(END_OF_TURN + " хвост", add_special_tokens=False)["input_ids"]
+    stop = {tok.eos_token_id}
+    finished = Answer(text="Ответ: 5.", new_tokens=len(ids), finished=True)
+    assert decode_answer(tok, [*ids, tok.eos_token_id, *ids], stop) == finished
+    answer = decode_answer(tok, [*ids, *eot], stop)
+    assert (answer.text, answer.finished) == ("Ответ: 5.", True)
+    assert decode_answer(tok, ids, stop).finished is False
+
+
+@pytest.mark.slow
+def test_adapters_switch_on_one_base_and_decoding_is_seeded(
+    tiny_llama_dir: Path, tiny_adapters: Path
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from llmlab.sft_data.chat import load_tokenizer
+
+    gen = demo_config(prompts=PROMPTS, max_new_tokens=6, batch_size=2, do_sample=True).sft
+    gen = gen.generation
+    tok = load_tokenizer(tiny_llama_dir)
+    tok.padding_side = "left"
+    adapters = {v: tiny_adapters / v for v in ("a", "b")}
+    model = attach_adapters(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), adapters)
+    df = compare_generations(model, tok, [BASE, "a", "b"], gen)
+    assert df.height == 3 * len(PROMPTS)
+    assert df.select("prompt_id", "system").is_unique().all()
+    by = {s: df.filter(pl.col("system") == s)["answer"].to_list() for s in (BASE, "a", "b")}
+    assert by["a"] != by[BASE] and by["b"] != by["a"]  # the adapters are really applied
+    # Seeded: the same texts again, whatever ran before.
+    assert compare_generations(model, tok, [BASE, "a", "b"], gen).equals(df)
+    # Switching to `b` on the shared base equals a model that only ever had `b`.
+    only_b = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama_dir), adapters["b"]
+    ).eval()
+    assert [a.text for a in generate_answers(only_b, tok, PROMPTS, gen)] == by["b"]
+
+
+@pytest.mark.slow
+def test_run_compare_generations_writes_three_outputs(
+    tiny_llama_dir: Path, tiny_adapters: Path, tmp_path: Path
+) -> None:
+    cfg = demo_config(prompts=PROMPTS, max_new_tokens=4)
+    out = {
+        "generations": tmp_path / "generations.parquet",
+        "table": tmp_path / "generations.md",
+        "loss_table": tmp_path / "sft_loss.md",
+    }
+    run_compare_generations(
+        cfg,
+        tiny_llama_dir,
+        [tiny_adapters / "b", tiny_adapters / "a"],  # any order: columns follow params.yaml
+        [tiny_adapters / "a.json", tiny_adapters / "b.json"],
+        **out,
+    )
+    df = pl.read_parquet(out["generations"])
+    assert df.schema == pl.Schema(GENERATIONS_SCHEMA)
+    assert df["system"].to_list()[:3] == [BASE, "a", "b"]
+    assert table_rows(out["table"].read_text())[0][2:] == [
+        " base (no adapter) ",
+        " variant a ",
+        " variant b ",
+    ]
+    assert [r[0].strip() for r in table_rows(out["loss_table"].read_text())[2:]] == ["a", "b"]
