@@ -61,7 +61,10 @@ def test_overlay_replaces_sources_whole_but_merges_other_mappings():
     ("mutate", "expected"),
     [
         (lambda r: r["imdb"].update(val_size=-5), "imdb.val_size: Input should be greater than 0"),
-        (lambda r: r["imdb"].update(val_size="many"), "imdb.val_size: Input should be a valid integer"),
+        (
+            lambda r: r["imdb"].update(val_size="many"),
+            "imdb.val_size: Input should be a valid integer",
+        ),
         (lambda r: r["imdb"].update(test_size=1.5), "imdb.test_size: Input should be less than 1"),
         (lambda r: r["imdb"].update(colour="red"), "imdb.colour: unknown key"),
         (lambda r: r.update(colour="red"), "colour: unknown key"),
@@ -117,8 +120,20 @@ def test_cli_rejects_bad_params_in_one_line_and_writes_nothing(raw, tmp_path):
     params.write_text(yaml.safe_dump(bad, allow_unicode=True))
     out = tmp_path / "out" / "imdb.parquet"
     proc = subprocess.run(
-        [sys.executable, "-m", "llmlab", "download-imdb", "--params", str(params),
-         "--preset", "demo", "--out", str(out), "--meta", str(tmp_path / "out" / "imdb.json")],
+        [
+            sys.executable,
+            "-m",
+            "llmlab",
+            "download-imdb",
+            "--params",
+            str(params),
+            "--preset",
+            "demo",
+            "--out",
+            str(out),
+            "--meta",
+            str(tmp_path / "out" / "imdb.json"),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

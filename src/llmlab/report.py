@@ -1,0 +1,329 @@
+"""report: reports/report.md from the results, through a Jinja template.
+
+Every number in the report is read from a results file named next to it; the conclusions
+are computed from those numbers (best system, few-shot effect, LLM vs baselines, calibration,
+SFT variants), never written by hand. Figures are linked by paths relative to the report, so
+it renders on GitHub and in any markdown viewer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import polars as pl
+
+from llmlab.config import Config
+from llmlab.errors import UserError
+from llmlab.io import read_json, write_text
+from llmlab.run_metadata import git_state, hardware, package_versions, rule_durations
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "report.md.j2"
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def pts(x: float | None) -> str:
+    """A difference of two proportions, in percentage points."""
+    return "–" if x is None else f"{100 * x:+.1f} pts"
+
+
+def p_value(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def num(x: float | int | None, digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, int) or float(x).is_integer():
+        return f"{int(x):,}"
+    return f"{x:,.{digits}f}"
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON that keeps non-ASCII text readable (Russian regexes, topics)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def md_escape(text: Any) -> str:
+    """A value safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# --------------------------------------------------------------------------- conclusions
+
+
+def _significant(test: dict[str, Any] | None, alpha: float = 0.05) -> bool:
+    return bool(test) and test["mcnemar"]["p_value"] < alpha
+
+
+def _test_phrase(test: dict[str, Any]) -> str:
+    low, high = test["difference_ci"]
+    return (
+        f"{pts(test['difference'])} (95% CI {100 * low:+.1f} to {100 * high:+.1f}; "
+        f"McNemar {p_value(test['mcnemar']['p_value'])})"
+    )
+
+
+def eval_conclusions(summary: dict[str, Any]) -> list[str]:
+    """Sentences computed from results/eval/summary.json."""
+    by_name = {s["system"]: s for s in summary["systems"]}
+    out: list[str] = []
+    best = by_name.get(summary.get("best_system") or "")
+    if best:
+        out.append(
+            f"Best system overall: `{best['system']}` with {pct(best['accuracy'])} accuracy "
+            f"(95% CI {pct(best['ci_low'])}–{pct(best['ci_high'])}) on "
+            f"{summary['n_reviews']:,} validation reviews."
+        )
+    best_llm = by_name.get(summary.get("best_llm") or "")
+    if best_llm:
+        out.append(
+            f"Best LLM setting: `{best_llm['system']}`, {pct(best_llm['accuracy'])} "
+            f"({best_llm['prompts_per_second'] or 0:.1f} prompts/s, invalid outputs "
+            f"{pct(best_llm['invalid_rate'])})."
+        )
+    for model, by_shots in (summary.get("fewshot_effect") or {}).get("best", {}).items():
+        for shots, entry in by_shots.items():
+            test = (entry or {}).get("uncalibrated")
+            if not test:
+                continue
+            verdict = "a significant" if _significant(test) else "no significant"
+            direction = (
+                "gain"
+                if test["difference"] > 0
+                else "change"
+                if test["difference"] == 0
+                else "loss"
+            )
+            out.append(
+                f"Few-shot, `{model}`: the best {shots} setting vs the best zero-shot setting "
+                f"(uncalibrated) is {_test_phrase(test)}: {verdict} {direction}."
+            )
+    test = summary.get("llm_vs_baseline")
+    if test:
+        better = "better" if test["difference"] > 0 else "worse"
+        verdict = "significantly" if _significant(test) else "not significantly"
+        out.append(
+            f"LLM vs baselines: the best LLM setting (`{test['a']}`) is {verdict} {better} than "
+            f"the best baseline (`{test['b']}`): {_test_phrase(test)}."
+        )
+    gains = summary.get("calibration_gains") or []
+    if gains:
+        top = max(gains, key=lambda g: g["gain"])
+        worst = min(gains, key=lambda g: g["gain"])
+        out.append(
+            f"Calibration: {sum(g['gain'] > 0 for g in gains)} of {len(gains)} calibrated "
+            f"systems beat their uncalibrated twin; the largest gain is {pts(top['gain'])} "
+            f"(`{top['system']}`, predicted-positive rate "
+            f"{pct(top['predicted_positive_rate_uncalibrated'])} → "
+            f"{pct(top['predicted_positive_rate_calibrated'])}, "
+            f"McNemar {p_value(top['mcnemar']['p_value'])}); the largest loss is "
+            f"{pts(worst['gain'])} (`{worst['system']}`)."
+        )
+    return out
+
+
+def sft_conclusions(
+    sft_metrics: dict[str, dict[str, Any]], funnels: dict[str, dict[str, Any]]
+) -> list[str]:
+    out: list[str] = []
+    for variant, funnel in funnels.items():
+        steps = funnel["steps"]
+        kept = steps[-1]["rows"] if steps else funnel["input_rows"]
+        before = steps[-2]["rows"] if len(steps) > 1 else funnel["input_rows"]
+        biggest = max(
+            (s for s in steps[:-1] if s["enabled"]), key=lambda s: s["removed"], default=None
+        )
+        text = (
+            f"SFT data, variant `{variant}`: {before:,} of {funnel['input_rows']:,} dialogues "
+            f"pass the filters, {kept:,} are sampled"
+        )
+        if biggest:
+            text += f"; the strictest step is `{biggest['step']}` (−{biggest['removed']:,} rows)"
+        out.append(text + ".")
+    losses = {
+        v: m.get("eval_loss") for v, m in sft_metrics.items() if m.get("eval_loss") is not None
+    }
+    if losses:
+        best = min(losses, key=losses.get)
+        base = next(
+            (m.get("base_eval_loss") for m in sft_metrics.values() if m.get("base_eval_loss")),
+            None,
+        )
+        text = (
+            f"SFT: variant `{best}` has the lowest held-out loss ({losses[best]:.3f}, "
+            f"perplexity {sft_metrics[best].get('perplexity', float('nan')):.2f})"
+        )
+        others = [f"`{v}` {loss:.3f}" for v, loss in losses.items() if v != best]
+        if others:
+            text += "; " + ", ".join(others)
+        if base is not None:
+            text += f"; the base model without an adapter has {base:.3f}"
+        out.append(text + ".")
+    return out
+
+
+# --------------------------------------------------------------------------- context
+
+
+def figure_links(
+    folder: Path, report_dir: Path, names: list[str] | None = None
+) -> list[dict[str, str]]:
+    """PNG files of `folder` (in `names` order when given) as links relative to the report."""
+    paths = sorted(folder.glob("*.png"))
+    if names:
+        order = {name: i for i, name in enumerate(names)}
+        paths.sort(key=lambda p: (order.get(p.stem, len(order)), p.name))
+    return [
+        {"name": p.stem, "title": p.stem.replace("_", " "), "path": os.path.relpath(p, report_dir)}
+        for p in paths
+    ]
+
+
+def _variant_of(path: Path) -> str:
+    """data/sft/<variant>/funnel.json, results/sft/<variant>/metrics.json -> <variant>."""
+    return path.parent.name
+
+
+def _need(paths: dict[str, Path | list[Path]]) -> None:
+    missing = [
+        str(p)
+        for value in paths.values()
+        for p in (value if isinstance(value, list) else [value])
+        if not Path(p).exists()
+    ]
+    if missing:
+        raise UserError(f"report inputs missing: {', '.join(missing)} (run their stages first)")
+
+
+def build_context(cfg: Config, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
+    report_dir = out.parent
+    rel = lambda p: os.path.relpath(p, report_dir)  # noqa: E731
+    summary = read_json(inputs["eval_summary"])
+    funnels = {_variant_of(p): read_json(p) for p in inputs["funnels"]}
+    sft_metrics = {_variant_of(p): read_json(p) for p in inputs["sft_metrics"]}
+    train_logs = {_variant_of(p): read_json(p) for p in inputs["train_logs"]}
+    durations = rule_durations(inputs.get("benchmarks"))
+    per_rule = (
+        durations.group_by("rule", maintain_order=True)
+        .agg(jobs=pl.len(), seconds=pl.col("seconds").sum())
+        .sort("seconds", descending=True)
+        .to_dicts()
+        if durations.height
+        else []
+    )
+    summary_fig = summary.get("figures", {})
+    return {
+        "title": cfg.report.title,
+        "preset": cfg.preset,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "git": git_state(),
+        "packages": package_versions(),
+        "hardware": hardware(),
+        "models": {
+            key: {
+                "source": source_label(m.source.model_dump(mode="json")),
+                "prompt_format": m.prompt_format,
+                "meta": _model_meta(Path("models/pretrained") / key),
+            }
+            for key, m in cfg.models.items()
+        },
+        "durations": per_rule,
+        "total_seconds": float(durations["seconds"].sum()) if durations.height else None,
+        "data_sources": {
+            "imdb": source_label(cfg.imdb.source.model_dump(mode="json")),
+            "saiga": source_label(cfg.saiga.source.model_dump(mode="json")),
+        },
+        "imdb": read_json(inputs["imdb_stats"]),
+        "imdb_figures": figure_links(inputs["imdb_figures"], report_dir),
+        "saiga": read_json(inputs["saiga_stats"]),
+        "saiga_figures": figure_links(inputs["saiga_figures"], report_dir),
+        "eval": summary,
+        "eval_table": Path(inputs["eval_table"]).read_text(encoding="utf-8").strip(),
+        "eval_figures": {
+            name: rel(Path(inputs["eval_figures"]) / file) for name, file in summary_fig.items()
+        },
+        "eval_conclusions": eval_conclusions(summary),
+        "funnels": funnels,
+        "funnel_figures": {
+            _variant_from_png(p, "funnel_"): rel(p) for p in inputs["funnel_figures"]
+        },
+        "sft_model": cfg.sft.model,
+        "sft_metrics": sft_metrics,
+        "train_logs": train_logs,
+        "loss_curves": {_variant_from_png(p, "loss_"): rel(p) for p in inputs["loss_curves"]},
+        "sft_conclusions": sft_conclusions(sft_metrics, funnels),
+        "loss_table": Path(inputs["loss_table"]).read_text(encoding="utf-8").strip(),
+        "generations_table": Path(inputs["generations_table"]).read_text(encoding="utf-8").strip(),
+        "files": {
+            k: rel(v) if not isinstance(v, list) else [rel(x) for x in v]
+            for k, v in inputs.items()
+            if v is not None
+        },
+    }
+
+
+def source_label(source: dict[str, Any]) -> str:
+    """A data or model source as one markdown cell: hub id @ revision, path, wheel, synthetic."""
+    if source.get("hub"):
+        return f"`{source['hub']}` @ `{str(source.get('revision') or 'main')[:12]}`"
+    if source.get("path"):
+        return f"`{source['path']}`"
+    if source.get("synthetic"):
+        settings = ", ".join(f"{k} {v}" for k, v in source["synthetic"].items())
+        return f"synthetic, generated offline in the real schema ({settings})"
+    parts = source.get("gguf") or []
+    if parts:
+        name = f"`{parts[0].split('/')[-1]}`"
+        return name + (f" ({len(parts)} parts)" if len(parts) > 1 else "")
+    return f"`{source}`"
+
+
+def _variant_from_png(path: Path, prefix: str) -> str:
+    return Path(path).stem.removeprefix(prefix)
+
+
+def _model_meta(folder: Path) -> dict[str, Any]:
+    meta = folder / "llmlab_model.json"
+    return read_json(meta) if meta.exists() else {}
+
+
+def render(context: dict[str, Any]) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: files("llmlab.templates").joinpath(name).read_text(encoding="utf-8")
+        ),
+        undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty cell
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(pct=pct, pts=pts, p=p_value, num=num, md=md_escape, json=to_json)
+    return env.get_template(TEMPLATE).render(**context)
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def run_report(cfg: Config, *, out: Path, benchmarks: Path | None = None, **inputs: Any) -> None:
+    """Stage report: read every result, render reports/report.md."""
+    _need({k: v for k, v in inputs.items() if v is not None})
+    text = render(build_context(cfg, {**inputs, "benchmarks": benchmarks}, out))
+    write_text(text, out)
+    log.info("report: %s (%d lines)", out, text.count("\n"))

@@ -1,0 +1,126 @@
+"""The workflow itself: DAG of both presets, lint, profiles, dvc.yaml in sync with the Snakefile."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmlab.config import read_params_file
+
+ROOT = Path(__file__).resolve().parents[1]
+# The tools of the environment running the tests, whether or not it is activated.
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    "HF_HUB_OFFLINE": "1",
+}
+GPU_RULES = {"eval_llm", "train_lora", "compare_generations"}
+ALL_RULES = {
+    "download_imdb", "download_saiga", "prepare_model", "split_imdb", "imdb_analytics",
+    "saiga_analytics", "filter_saiga", "rename_roles", "format_chat", "eval_llm",
+    "baseline_tfidf", "baseline_rnn", "eval_summary", "train_lora", "compare_generations",
+    "report", "all",
+}  # fmt: skip
+
+
+def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, env=ENV)
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    table = stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)}
+
+
+def clean_copy(tmp_path: Path) -> Path:
+    """The repository as a fresh clone has it (no outputs, no .snakemake state)."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, tmp_path / rel)
+    return tmp_path
+
+
+@pytest.mark.parametrize("preset", ["full", "demo"])
+def test_dry_run_builds_the_whole_dag(preset, tmp_path):
+    repo = clean_copy(tmp_path)
+    proc = snakemake("-n", "-p", "--config", f"preset={preset}", "--jobs", "1", cwd=repo)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    counts = job_counts(proc.stdout)
+    assert set(counts) == ALL_RULES
+    cfg = read_params_file(repo / "params.yaml")
+    assert counts["prepare_model"] == len(cfg["models"])
+    assert counts["eval_llm"] == len(cfg["eval"]["models"]) * len(cfg["eval"]["shots"])
+    assert counts["train_lora"] == counts["filter_saiga"] == len(cfg["sft"]["variants"])
+    assert f"--preset {preset}" in proc.stdout
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_slurm_profile_requests_gpus_for_gpu_rules_only(tmp_path):
+    repo = clean_copy(tmp_path)
+    proc = snakemake("-n", "--profile", "profiles/slurm", cwd=repo)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", proc.stdout, re.M | re.S)
+    assert {name for name, _ in jobs} >= ALL_RULES - {"all"}
+    for name, body in jobs:
+        gpu = re.search(r"\bgpu=(\d+)", body)
+        if name in GPU_RULES:
+            assert gpu and int(gpu[1]) >= 1, f"{name} must request a GPU"
+            assert "slurm_partition=gpu" in body, f"{name} must go to the GPU partition"
+        else:
+            assert not gpu, f"{name} must not request a GPU"
+
+
+def test_config_overrides_other_than_preset_are_refused():
+    proc = snakemake("-n", "--config", "preset=demo", "seed=1", "--jobs", "1")
+    assert proc.returncode != 0
+    assert "--config/--configfile may only set `preset` (got seed)" in proc.stderr + proc.stdout
+
+
+def test_bad_params_stop_snakemake_naming_the_key(tmp_path):
+    repo = clean_copy(tmp_path)
+    raw = read_params_file(repo / "params.yaml")
+    bad = copy.deepcopy(raw)
+    bad["imdb"]["val_size"] = 0
+    (repo / "params.yaml").write_text(yaml.safe_dump(bad, allow_unicode=True))
+    proc = snakemake("-n", "--jobs", "1", cwd=repo)
+    assert proc.returncode != 0
+    assert "params.yaml: imdb.val_size: Input should be greater than 0" in proc.stderr + proc.stdout
+
+
+def test_dvc_yaml_is_generated_from_the_snakefile():
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmlab.dvc_sync", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, "dvc.yaml drifted from the Snakefile:\n" + proc.stderr
+
+
+def test_dvc_stages_mirror_the_rules():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(dvc) == ALL_RULES - {"all"}
+    assert "foreach" in dvc["filter_saiga"] and dvc["filter_saiga"]["foreach"] == "${sft.variants}"
+    assert dvc["eval_llm"]["matrix"] == {"model": "${eval.models}", "shots": "${eval.shots}"}
+    # A LoRA rank of variant b is a dependency of train_lora@b only.
+    train = dvc["train_lora"]["do"]
+    assert "sft.variants.${key}.lora" in train["params"]
+    assert all("preset" in (s.get("do", s))["params"] for s in dvc.values())
