@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -28,26 +27,9 @@ from llmlab.config import load_params
 from llmlab.errors import UserError
 from llmlab.io import write_parquet
 from llmlab.schemas import IMDB_SCHEMA, SAIGA_FULL_SCHEMA
+from tests.saiga_rows import row
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
-
-
-def row(*messages: tuple[str, str], **fields: Any) -> dict[str, Any]:
-    base = {
-        "messages": [{"content": content, "role": role} for role, content in messages],
-        "source": "gpt4",
-        "opus_score": 9,
-        "language": "Russian",
-        "turns": sum(role == "bot" for role, _ in messages),
-        "sonnet_topic": "facts",
-        "sonnet_topic_explanation": "",
-        "sonnet_complexity": "medium",
-        "sonnet_complexity_explanation": "",
-        "is_bad_by_regex": False,
-        "score_explanation": None,
-    }
-    return {**base, **fields}
-
 
 SAIGA = pl.DataFrame(
     [
