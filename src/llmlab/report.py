@@ -212,6 +212,16 @@ def _need(paths: dict[str, Path | list[Path]]) -> None:
         raise UserError(f"report inputs missing: {', '.join(missing)} (run their stages first)")
 
 
+def durations_by_rule(durations: pl.DataFrame) -> list[dict[str, Any]]:
+    """Per-job durations -> one row per rule (jobs, total seconds), slowest first."""
+    return (
+        durations.group_by("rule")
+        .agg(jobs=pl.len(), seconds=pl.col("seconds").sum())
+        .sort("seconds", "rule", descending=[True, False])
+        .to_dicts()
+    )
+
+
 def build_context(cfg: Config, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
     report_dir = out.parent
     rel = lambda p: os.path.relpath(p, report_dir)  # noqa: E731
@@ -220,14 +230,7 @@ def build_context(cfg: Config, inputs: dict[str, Any], out: Path) -> dict[str, A
     sft_metrics = {_variant_of(p): read_json(p) for p in inputs["sft_metrics"]}
     train_logs = {_variant_of(p): read_json(p) for p in inputs["train_logs"]}
     durations = rule_durations(inputs.get("benchmarks"))
-    per_rule = (
-        durations.group_by("rule", maintain_order=True)
-        .agg(jobs=pl.len(), seconds=pl.col("seconds").sum())
-        .sort("seconds", descending=True)
-        .to_dicts()
-        if durations.height
-        else []
-    )
+    per_rule = durations_by_rule(durations)
     summary_fig = summary.get("figures", {})
     return {
         "title": cfg.report.title,
