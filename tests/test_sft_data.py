@@ -20,6 +20,7 @@ from llmlab.sft_data import dedup
 from llmlab.sft_data.chat import (
     END_OF_TURN,
     apply_chat_template_to,
+    count_tokens,
     dialogue_problems,
     expected_trained_text,
     format_chats,
@@ -421,6 +422,14 @@ def test_template_renders_llama3_style_turns_with_one_bos(tokenizer):
     assert prompt.endswith("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n")
     ids = tokenizer.apply_chat_template(CONVERSATION, tokenize=True, return_dict=True)["input_ids"]
     assert ids.count(tokenizer.bos_token_id) == 1
+
+
+def test_count_tokens_matches_the_tokenizer_per_text_with_repeats(tokenizer):
+    # More texts than one batch, many repeated: each count is that text's own token count.
+    texts = [f"ответ {i % 7} " * (i % 5) + "<|im_end|>" * (i % 2) for i in range(2 * 2048 + 3)]
+    expected = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert count_tokens(tokenizer, texts).tolist() == expected
+    assert count_tokens(tokenizer, []).tolist() == []
 
 
 def test_template_markers_are_plain_text(tokenizer):

@@ -126,15 +126,22 @@ def count_tokens(
     bos/eos) count as one token each, as in `apply_chat_template(tokenize=True)`.
     """
     backend = tokenizer.backend_tokenizer
-    counts = np.empty(len(texts), dtype=np.int64)
-    starts = range(0, len(texts), TOKENIZE_BATCH)
+    # Each distinct text is encoded once: chat data repeats replies (refusals, greetings) and
+    # encoding is the whole cost of this function.
+    position: dict[str, int] = {}
+    inverse = np.fromiter(
+        (position.setdefault(t, len(position)) for t in texts), dtype=np.int64, count=len(texts)
+    )
+    distinct = list(position)
+    counts = np.empty(len(distinct), dtype=np.int64)
+    starts = range(0, len(distinct), TOKENIZE_BATCH)
     for start in tqdm(starts, desc=desc, unit="batch", mininterval=5, disable=len(starts) < 4):
-        batch = list(texts[start : start + TOKENIZE_BATCH])
+        batch = distinct[start : start + TOKENIZE_BATCH]
         # encode_batch_fast skips offset tracking, which counting does not need.
         with tokenizer_threads():
             encodings = backend.encode_batch_fast(batch, add_special_tokens=False)
         counts[start : start + len(batch)] = [len(e) for e in encodings]
-    return counts
+    return counts[inverse]
 
 
 def to_conversations(messages: pl.Series) -> list[Conversation]:
