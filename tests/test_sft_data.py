@@ -21,10 +21,12 @@ from llmlab.sft_data.chat import (
     END_OF_TURN,
     apply_chat_template_to,
     count_tokens,
+    declared_tokenizer_class,
     dialogue_problems,
     expected_trained_text,
     format_chats,
     load_chat_template,
+    load_tokenizer,
     rename_roles,
     split_train_eval,
     tokenize_chats,
@@ -430,6 +432,63 @@ def test_count_tokens_matches_the_tokenizer_per_text_with_repeats(tokenizer):
     expected = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     assert count_tokens(tokenizer, texts).tolist() == expected
     assert count_tokens(tokenizer, []).tolist() == []
+
+
+TOKENIZER_PROBES = [
+    "Привет, мир!  Two  spaces\tand a tab\n\nnew lines",
+    "<|im_start|>user\nhi<|im_end|> <|endoftext|> <|eot_id|>",
+    "emoji 🙂, accents café, CJK 漢字, digits 1234567890",
+    "   leading and trailing   ",
+]
+
+
+@pytest.mark.parametrize("model_dir", ["smollm2_dir", "gemma3_dir", "tiny_llama_dir"])
+def test_load_tokenizer_equals_auto_tokenizer(model_dir, request):
+    # load_tokenizer skips AutoTokenizer for generic tokenizers (speed); counts and templates
+    # must stay exactly AutoTokenizer's, for every kind of model folder the project prepares.
+    from transformers import AutoTokenizer
+
+    folder = request.getfixturevalue(model_dir)
+    ours = load_tokenizer(folder)
+    auto = apply_chat_template_to(AutoTokenizer.from_pretrained(folder))
+    assert type(ours) is type(auto)
+    assert ours.special_tokens_map == auto.special_tokens_map
+    assert ours.backend_tokenizer.to_str() == auto.backend_tokenizer.to_str()
+    for text in TOKENIZER_PROBES:
+        assert ours(text)["input_ids"] == auto(text)["input_ids"], text
+    chat = [
+        {"role": "user", "content": TOKENIZER_PROBES[0]},
+        {"role": "assistant", "content": "ok"},
+    ]
+    assert ours.apply_chat_template(chat) == auto.apply_chat_template(chat)
+
+
+def test_load_tokenizer_of_a_generic_tokenizer_does_not_import_torch(smollm2_dir):
+    # The whole point of the shortcut: AutoTokenizer pulls torch and scikit-learn (~5 s).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from llmlab.sft_data.chat import load_tokenizer; "
+        f"load_tokenizer(Path({str(smollm2_dir)!r})); "
+        "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
+
+
+def test_declared_tokenizer_class(tmp_path):
+    assert declared_tokenizer_class(tmp_path) is None  # no tokenizer_config.json
+    config = tmp_path / "tokenizer_config.json"
+    for text, expected in [
+        ('{"tokenizer_class": "TokenizersBackend"}', "TokenizersBackend"),
+        ('{"tokenizer_class": "GemmaTokenizer"}', "GemmaTokenizer"),
+        ("{}", None),
+        ("[1, 2]", None),
+        ("not json", None),
+    ]:
+        config.write_text(text)
+        assert declared_tokenizer_class(tmp_path) == expected, text
 
 
 def test_template_markers_are_plain_text(tokenizer):

@@ -15,6 +15,7 @@ the tests of plain data functions do not pay for it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -68,14 +69,33 @@ def apply_chat_template_to(tokenizer: PreTrainedTokenizerBase) -> PreTrainedToke
     return tokenizer
 
 
+# tokenizer_config.json classes that are tokenizer.json as it is, with no class-specific code.
+GENERIC_TOKENIZER_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
+
+
+def declared_tokenizer_class(model_dir: Path) -> str | None:
+    """The `tokenizer_class` of a model folder's tokenizer_config.json, if it names one."""
+    try:
+        config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # AutoTokenizer reports a missing or broken config better
+    name = config.get("tokenizer_class") if isinstance(config, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
     """Load the (fast) tokenizer of a model folder, with the project's chat template set."""
-    from transformers import AutoTokenizer
-
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: tokenizer folder does not exist (run prepare_model first)")
+    # AutoTokenizer imports torch and scikit-learn through transformers' model registry
+    # (~5 s, per stage); for a generic tokenizer the class it would pick is known without it.
+    loader: Any
+    if declared_tokenizer_class(model_dir) in GENERIC_TOKENIZER_CLASSES:
+        from transformers import PreTrainedTokenizerFast as loader
+    else:
+        from transformers import AutoTokenizer as loader
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = loader.from_pretrained(model_dir)
     except (OSError, ValueError) as err:
         raise UserError(
             f"{model_dir}: cannot load a tokenizer ({' '.join(str(err).split())})"
