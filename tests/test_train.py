@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 import yaml
 
-from llmlab.config import Config, ConfigError, read_params_file, resolve
+from llmlab.config import Config, ConfigError, SftVariant, read_params_file, resolve
 from llmlab.errors import UserError
 from llmlab.schemas import MESSAGE_DTYPE
 from llmlab.sft_data.chat import expected_trained_text, load_tokenizer
@@ -245,23 +245,31 @@ def test_loss_curve_is_titled_and_labelled() -> None:
 # --------------------------------------------------------------------------- with a tiny model
 
 
+def trainer_for(
+    model_dir: Path,
+    spec: SftVariant,
+    runtime: Runtime,
+    conversations: list[list[dict[str, str]]],
+    n_eval: int,
+    checkpoints: Path,
+) -> tuple[Any, Any]:
+    """A trainer on `conversations` (the first `n_eval` also evaluate), and its tokenizer."""
+    from llmlab.train import load_base_model
+
+    tokenizer = load_tokenizer(model_dir)
+    model = load_base_model(model_dir, runtime)
+    trainer = build_trainer(
+        model, tokenizer, conversations, conversations[:n_eval], spec, runtime, checkpoints
+    )
+    return trainer, tokenizer
+
+
 @pytest.mark.slow
 def test_labels_cover_exactly_the_assistant_turns(tiny_llama_dir: Path, tmp_path: Path) -> None:
     spec = demo_config(quantize=False, training=FAST).sft.variants["a"]
     runtime = Runtime(device="cpu", precision="fp32", optim="adamw_torch", quantize=False)
-    tokenizer = load_tokenizer(tiny_llama_dir)
-    from llmlab.train import load_base_model
-
     conversations = dialogues(6, seed=3)
-    trainer = build_trainer(
-        load_base_model(tiny_llama_dir, runtime),
-        tokenizer,
-        conversations,
-        conversations[:2],
-        spec,
-        runtime,
-        tmp_path,
-    )
+    trainer, tokenizer = trainer_for(tiny_llama_dir, spec, runtime, conversations, 2, tmp_path)
     for conversation, example in zip(conversations, trainer.train_dataset, strict=True):
         trained = [t for t in example["labels"] if t != -100]
         assert len(trained) < len(example["input_ids"])  # the prompt is masked
@@ -321,16 +329,9 @@ def test_saved_adapter_reloads_with_identical_logits(tiny_llama_dir: Path, tmp_p
     cfg = demo_config(training={**FAST, "max_steps": 3, "learning_rate": 1e-2, "eval_steps": None})
     spec = cfg.sft.variants["a"]
     runtime = resolve_runtime(spec, "cpu", "sft.variants.a")
-    tokenizer = load_tokenizer(tiny_llama_dir)
     conversations = dialogues(12, seed=0)
-    trainer = build_trainer(
-        load_base_model(tiny_llama_dir, runtime),
-        tokenizer,
-        conversations,
-        conversations[:4],
-        spec,
-        runtime,
-        tmp_path / "ckpt",
+    trainer, tokenizer = trainer_for(
+        tiny_llama_dir, spec, runtime, conversations, 4, tmp_path / "ckpt"
     )
     trainer.train()
     save_adapter(trainer.model, tokenizer, tmp_path / "adapter")
