@@ -62,6 +62,15 @@ def build_prompts(args: argparse.Namespace, tokenizer) -> tuple[list, list]:
     return make([]), make(examples)
 
 
+def device_name() -> str:
+    """What the engines ran on: the ratios mean different things on a GPU and on a CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    return f"CPU, {os.cpu_count()} cores"
+
+
 def run_part(args: argparse.Namespace) -> dict:
     """One engine: load it, warm it up, time the zero-shot and 5-shot prompt sets."""
     from llmlab.config import TransformersConfig, VllmConfig
@@ -88,7 +97,7 @@ def run_part(args: argparse.Namespace) -> dict:
     zero, few = build_prompts(args, backend.tokenizer)
     labels = ["negative", "positive"]
     backend.classify(zero[:4], labels)  # warm-up (first-call allocations, graph capture)
-    out = {"part": args.part, "load_seconds": load, "n": len(zero)}
+    out = {"part": args.part, "device": device_name(), "load_seconds": load, "n": len(zero)}
     for name, prompts in (("zero_shot", zero), ("few_shot", few)):
         if args.part == "transformers" and name == "few_shot" and not args.transformers_few:
             continue
@@ -129,7 +138,8 @@ def main() -> None:
         results[part] = json.loads(lines[-1].removeprefix("RESULT "))
         print(json.dumps(results[part]), flush=True)
     v, t, u = results["vllm_cached"], results["transformers"], results["vllm_uncached"]
-    print(f"\nprompts per set: {v['n']}, model: {args.model_dir}")
+    print(f"\nprompts per set: {v['n']}, model: {args.model_dir}, dtype: {args.dtype}")
+    print(f"device: {v['device']}")
     print(
         f"zero-shot  vLLM {v['zero_shot_prompts_per_second']:.2f} prompts/s vs transformers "
         f"{t['zero_shot_prompts_per_second']:.2f} prompts/s: "
