@@ -15,7 +15,6 @@ the tests of plain data functions do not pay for it.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +28,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from llmlab.errors import UserError
+from llmlab.io import read_json
 from llmlab.schemas import MESSAGE_DTYPE
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ GENERIC_TOKENIZER_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizer
 def declared_tokenizer_class(model_dir: Path) -> str | None:
     """The `tokenizer_class` of a model folder's tokenizer_config.json, if it names one."""
     try:
-        config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+        config = read_json(model_dir / "tokenizer_config.json")
     except (OSError, ValueError):
         return None  # AutoTokenizer reports a missing or broken config better
     name = config.get("tokenizer_class") if isinstance(config, dict) else None
