@@ -9,7 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from llmlab.acquire import HubUnavailableError, load_dataset_source
+from llmlab.acquire import HubUnavailableError, load_dataset_source, run_download
+from llmlab.config import Config, load_params
+from llmlab.errors import UserError
+from llmlab.hub import is_network_error
 from llmlab.io import SchemaError
 from llmlab.schemas import IMDB_SCHEMA, SAIGA_FULL_SCHEMA
 from llmlab.sources import HubDataset, LocalFile, Synthetic, SyntheticSpec
@@ -266,6 +269,196 @@ def test_hub_dataset_converted_through_arrow(
     assert calls == [("IlyaGusev/saiga_scored", {"revision": "abc123", "split": "train"})]
     assert df.schema == SAIGA_FULL_SCHEMA
     assert df.drop("score_explanation").equals(saiga.drop("score_explanation"))
+
+
+def _chained(err: BaseException, *, how: str) -> BaseException:
+    """`err` wrapped the way libraries do: `raise ... from err`, or raised while handling it."""
+    try:
+        try:
+            raise err
+        except BaseException as inner:
+            if how == "cause":
+                raise RuntimeError("wrapped") from inner
+            if how == "suppressed":
+                raise RuntimeError("wrapped") from None
+            raise RuntimeError("wrapped")  # noqa: B904 - the implicit context is under test
+    except RuntimeError as outer:
+        return outer
+
+
+def _refused_connection_error(module: str) -> BaseException:
+    """A real error of `module` (httpx or httpx2) from a refused connection, chain and all."""
+    client_lib = pytest.importorskip(module)
+    with client_lib.Client(timeout=5) as client:
+        try:
+            client.get("http://127.0.0.1:9/")  # the discard port: nothing listens there
+        except client_lib.TransportError as err:
+            return err
+    pytest.fail("a connection to 127.0.0.1:9 succeeded")
+
+
+def _network_errors() -> list[BaseException]:
+    import socket
+
+    import httpx
+    import httpx2
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    dns = "[Errno -3] Temporary failure in name resolution"
+    # What hf_hub_download raises on a DNS failure: LocalEntryNotFoundError from httpx2's.
+    not_cached = LocalEntryNotFoundError("cannot find the requested files in the local cache")
+    not_cached.__cause__ = httpx2.ConnectError(dns)
+    return [
+        httpx.ConnectError(dns),
+        httpx.ReadTimeout("timed out"),
+        httpx2.ConnectError(dns),
+        httpx2.ConnectTimeout("timed out"),
+        httpx2.ReadTimeout("The read operation timed out"),
+        httpx2.ReadError("[Errno 104] Connection reset by peer"),
+        httpx2.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx2.ProxyError("407 Proxy Authentication Required"),
+        _refused_connection_error("httpx"),
+        _refused_connection_error("httpx2"),
+        OfflineModeIsEnabled("offline mode is enabled"),
+        not_cached,
+        # datasets wraps metadata failures in a builtin ConnectionError.
+        ConnectionError("Couldn't reach 'scikit-learn/imdb' on the Hub (LocalEntryNotFoundError)"),
+        socket.gaierror(-2, "Name or service not known"),
+        TimeoutError("timed out"),
+        _chained(httpx2.ReadError("reset"), how="cause"),
+        _chained(httpx2.ReadTimeout("timed out"), how="context"),
+        _chained(httpx2.ConnectError(dns), how="suppressed"),
+    ]
+
+
+def _other_errors() -> list[BaseException]:
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    request = httpx2.Request("GET", "https://huggingface.co/api/datasets/x/y")
+    response = httpx2.Response(500, request=request)
+    return [
+        ValueError("bad value"),
+        FileNotFoundError("x.csv"),  # a local file, not the hub's cache
+        KeyError("split"),
+        httpx2.HTTPStatusError("500", request=request, response=response),
+        HfHubHTTPError("500 Server Error", response=response),
+        RepositoryNotFoundError("404", response=httpx2.Response(404, request=request)),
+        httpx2.DecodingError("bad gzip"),  # the server answered; its body was broken
+        _chained(ValueError("bad value"), how="cause"),
+    ]
+
+
+def test_is_network_error_with_the_real_exception_classes() -> None:
+    for err in _network_errors():
+        assert is_network_error(err), repr(err)
+    for err in _other_errors():
+        assert not is_network_error(err), repr(err)
+
+
+def test_is_network_error_stops_on_a_cyclic_chain() -> None:
+    a, b = ValueError("a"), ValueError("b")
+    a.__context__, b.__context__ = b, a
+    assert not is_network_error(a)
+
+
+def _hub_failure(kind: str) -> BaseException:
+    import httpx2
+
+    if kind == "dns":
+        return httpx2.ConnectError("[Errno -3] Temporary failure in name resolution")
+    if kind == "timeout":
+        return httpx2.ReadTimeout("The read operation timed out")
+    return _chained(httpx2.ReadError("[Errno 104] Connection reset by peer"), how="cause")
+
+
+@pytest.mark.parametrize("kind", ["dns", "timeout", "chained"])
+def test_hub_network_error_becomes_the_unreachable_hub_message(
+    kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    datasets = pytest.importorskip("datasets")
+
+    def unreachable(*args, **kwargs):
+        raise _hub_failure(kind)
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    source = HubDataset(hub="scikit-learn/imdb", revision="main", split="train")
+    with pytest.raises(HubUnavailableError, match="Hugging Face Hub is not reachable") as err:
+        load_dataset_source(source, "imdb")
+    message = str(err.value)
+    assert "scikit-learn/imdb" in message and "path:" in message and "\n" not in message
+    # The network error itself is named, not the wrapper around it.
+    assert {"dns": "ConnectError: ", "timeout": "ReadTimeout: ", "chained": "ReadError: "}[
+        kind
+    ] in message
+    # Through the stage: one line for the CLI, nothing written.
+    out, meta = tmp_path / "imdb.parquet", tmp_path / "imdb.json"
+    with pytest.raises(UserError, match=r"^imdb\.source: cannot download hub dataset"):
+        run_download(_with_source(_demo_config(), "imdb", source), "imdb", out, meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hub_error_that_is_not_a_network_error_is_not_disguised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    datasets = pytest.importorskip("datasets")
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug, not the network")
+
+    monkeypatch.setattr(datasets, "load_dataset", broken)
+    with pytest.raises(KeyError):
+        load_dataset_source(HubDataset(hub="a/b", revision="main"), "imdb")
+
+
+# ---------------------------------------------------------------------------------------
+# empty datasets
+# ---------------------------------------------------------------------------------------
+
+
+def _demo_config() -> Config:
+    return load_params(REPO / "params.yaml", preset="demo")
+
+
+def _with_source(cfg: Config, dataset: str, source) -> Config:
+    section = getattr(cfg, dataset).model_copy(update={"source": source})
+    return cfg.model_copy(update={dataset: section})
+
+
+def _empty_source(kind: str, dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    frame = generate_imdb(5, seed=1) if dataset == "imdb" else generate_saiga(5, seed=1)
+    empty = frame.head(0)
+    if kind == "csv":
+        path = tmp_path / "input" / f"{dataset}.csv"
+        path.write_text(",".join(empty.columns) + "\n")  # the header, no rows
+        return LocalFile(path=path), str(path)
+    if kind == "parquet":
+        path = tmp_path / "input" / f"{dataset}.parquet"
+        empty.write_parquet(path)
+        return LocalFile(path=path), str(path)
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_polars(empty)
+    )
+    return HubDataset(hub="org/empty", revision="main"), "org/empty"
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "hub"])
+@pytest.mark.parametrize("dataset", ["imdb", "saiga"])
+def test_empty_dataset_fails_at_download_naming_the_source(
+    dataset: str, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "input").mkdir()
+    source, where = _empty_source(kind, dataset, tmp_path, monkeypatch)
+    cfg = _with_source(_demo_config(), dataset, source)
+    out, meta = tmp_path / "raw" / f"{dataset}.parquet", tmp_path / "raw" / f"{dataset}.json"
+    with pytest.raises(UserError, match="no rows") as err:
+        run_download(cfg, dataset, out, meta)
+    message = str(err.value)
+    assert message.startswith(f"{dataset}.source: ") and where in message
+    assert "\n" not in message
+    assert not out.exists() and not meta.exists()
+    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
 
 
 def test_unknown_dataset_name() -> None:

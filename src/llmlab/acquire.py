@@ -15,7 +15,8 @@ same columns and value sets, so the rest of the pipeline never knows where data 
   dropped. Roles, languages, complexities and scores are checked against the documented
   value sets; off-list topics are kept (the real data has a few).
 
-Errors name the file (or hub id), the column and the fix; each kind of problem is reported
+A source with no rows is an error at download, not an empty table for later stages to trip
+on. Errors name the file (or hub id), the column and the fix; each kind of problem is reported
 once, with a count and examples, and all problems found are reported together.
 """
 
@@ -30,6 +31,7 @@ import polars as pl
 
 from llmlab.config import Config
 from llmlab.errors import UserError
+from llmlab.hub import network_error_in
 from llmlab.io import SchemaError, check_schema, write_json, write_parquet
 from llmlab.schemas import (
     IMDB_SCHEMA,
@@ -88,6 +90,13 @@ def load_dataset_source(
         where = str(path)
     else:
         raise TypeError(f"not a dataset source: {source!r}")
+    if df.height == 0:
+        # Checked before the columns: a header-only file's columns are typed String, which
+        # would be reported as wrong dtypes instead of what is really wrong.
+        raise SchemaError(
+            f"{where}: no rows (an empty table or a header only); {dataset}.source must point "
+            "at the data"
+        )
     return normalize_imdb(df, where) if dataset == "imdb" else normalize_saiga(df, where)
 
 
@@ -119,17 +128,20 @@ def _load_hub(source: HubDataset, dataset: Dataset) -> pl.DataFrame:
     """Download (or reuse the cached) hub split and convert it to polars through arrow."""
     # Imported here: `datasets` takes a second to import and only this path needs it.
     import datasets
-    import httpx
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         ds = datasets.load_dataset(source.hub, revision=source.revision, split=source.split)
-    except (ConnectionError, httpx.TransportError, LocalEntryNotFoundError) as e:
+    except Exception as e:
+        cause = network_error_in(e)
+        if cause is None:
+            raise
         offline = " (HF_HUB_OFFLINE is set here)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        # The network error itself, not a wrapper's text, on one line (the CLI prints one).
+        what = " ".join(f"{type(cause).__name__}: {cause}".split())
         raise HubUnavailableError(
             f"cannot download hub dataset {source.hub!r} at revision {source.revision!r} "
             f"(split {source.split!r}): the Hugging Face Hub is not reachable{offline}: "
-            f"{type(e).__name__}: {e}. Fix: run the download_{dataset} stage where the hub is "
+            f"{what}. Fix: run the download_{dataset} stage where the hub is "
             "reachable (downloads are local rules: run them on a login node), or copy the "
             f"data and point {dataset}.source at it with `path: <file>.parquet` "
             "(.csv, .jsonl also work)."

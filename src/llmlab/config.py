@@ -57,6 +57,18 @@ class SaigaConfig(StrictModel):
     source: DataSource
 
 
+class TokenizerConversion(StrictModel):
+    """How prepare_model loads a SentencePiece-only tokenizer once and saves it as tokenizer.json.
+
+    `class_name` is the transformers class to load it with (`AutoTokenizer`: the class the
+    folder's tokenizer_config.json declares); `legacy` is the Llama tokenizers' flag for how
+    text after a special token is split (False: the fixed behaviour).
+    """
+
+    class_name: Literal["LlamaTokenizerFast", "AutoTokenizer"] = "LlamaTokenizerFast"
+    legacy: bool = False
+
+
 class ModelConfig(StrictModel):
     source: ModelSource
     # How prompts are rendered: `chat` uses the tokenizer's chat template; `plain` is for base
@@ -64,6 +76,9 @@ class ModelConfig(StrictModel):
     prompt_format: Literal["chat", "plain"] = "chat"
     # dtype of the saved weights when prepare_model converts (GGUF); hub snapshots keep theirs.
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    # Set for a model that ships only tokenizer.model: prepare_model converts it once, so every
+    # stage and vLLM read the same tokenizer.json. null: the source's tokenizer as it is.
+    tokenizer: TokenizerConversion | None = None
 
 
 # --------------------------------------------------------------------------- analytics

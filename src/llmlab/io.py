@@ -24,9 +24,36 @@ class SchemaError(UserError, ValueError):
     """A table does not have the columns/dtypes a stage expects."""
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it.
+
+    `os.umask` can only be read by setting it, and the umask is process-wide: between the two
+    calls another thread (a data loader, a download pool) would create files with the
+    temporary value. Linux (4.7+) reports it in /proc/self/status; elsewhere set-and-restore
+    is the fallback, through the most private value, so a file created in between is never
+    more open than intended. Read on every call, not once at import: the process may change it.
+    """
+    with contextlib.suppress(OSError), open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
+def default_mode(*, directory: bool) -> int:
+    """The mode a plain `open()` (0666) or `mkdir()` (0777) gives under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    The output gets the umask's permissions, like a file written in place: mkstemp makes the
+    temporary file 0600, and the rename would keep that.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -34,6 +61,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # After the block: a writer may have replaced the file instead of writing into it.
+        tmp_path.chmod(default_mode(directory=False))
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -41,12 +70,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory next to `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary directory next to `path`; it replaces `path` only if the block succeeds.
+
+    The directory gets the umask's permissions (mkdtemp makes it 0700); what the block writes
+    inside keeps the mode its writer gave it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        tmp.chmod(default_mode(directory=True))
         if path.is_symlink() or path.is_file():
             path.unlink()
         elif path.exists():

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmlab.config import Config
+from llmlab.config import Config, TokenizerConversion
 from llmlab.errors import UserError
-from llmlab.io import atomic_dir
+from llmlab.hub import is_network_error
+from llmlab.io import atomic_dir, default_mode
 from llmlab.sources import HubModel, LocalModel, ModelSource, WheelGGUF
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,22 @@ class ModelSourceError(RuntimeError):
     """A model source cannot be turned into a model folder; the message says how to fix it."""
 
 
+class TokenizerSettingError(ModelSourceError):
+    """`models.<key>.tokenizer` does not fit the source (the message says which way)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
 
 
-def prepare_model(source: ModelSource, out_dir: Path, *, dtype: str = "bfloat16") -> dict[str, Any]:
+def prepare_model(
+    source: ModelSource,
+    out_dir: Path,
+    *,
+    dtype: str = "bfloat16",
+    tokenizer: TokenizerConversion | None = None,
+) -> dict[str, Any]:
     """Make `out_dir` a Hugging Face model folder that transformers and vLLM load offline.
 
     - `HubModel`: the repository snapshot at the pinned revision, model files only
@@ -83,25 +94,36 @@ def prepare_model(source: ModelSource, out_dir: Path, *, dtype: str = "bfloat16"
       `sha256`, dequantized with transformers and saved as safetensors in `dtype`.
 
     `dtype` applies to the GGUF conversion only; hub and local weights are kept as stored.
+    `tokenizer` (hub and local sources): load the tokenizer with that class and save it as
+    tokenizer.json (see `convert_tokenizer`). Without it, a source whose only tokenizer is
+    SentencePiece's tokenizer.model is refused before anything is downloaded or copied.
     The folder is built next to `out_dir` and renamed into place, so a failure leaves nothing.
     Returns the description that is also written to `out_dir / DESCRIPTION_FILE`.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if tokenizer is not None and isinstance(source, WheelGGUF):
+        # A preset that swaps in a GGUF source inherits the other keys of the model: say so
+        # rather than re-load a byte-level BPE tokenizer with a SentencePiece class.
+        raise TokenizerSettingError(
+            "must be null for a gguf source: the GGUF conversion writes tokenizer.json from "
+            "the GGUF's own tokenizer (a preset overlay that replaces the source inherits it)"
+        )
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         if isinstance(source, HubModel):
-            provenance = _download_hub(source, tmp)
+            provenance = _download_hub(source, tmp, tokenizer)
         elif isinstance(source, LocalModel):
-            provenance = _copy_local(source, tmp)
+            provenance = _copy_local(source, tmp, tokenizer)
         elif isinstance(source, WheelGGUF):
             provenance = _convert_wheel_gguf(source, tmp, dtype)
         else:  # pragma: no cover - the config union has exactly these three members
             raise TypeError(f"unknown model source type {type(source).__name__}")
+        if tokenizer is not None:
+            provenance["tokenizer"] = convert_tokenizer(tmp, tokenizer)
         check_model_dir(tmp, what="prepared model")
         description = describe_model_dir(tmp, source, provenance)
         (tmp / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2) + "\n")
-        # mkdtemp creates 0700 directories; the model folder is shared (cluster users, DVC).
         _relax_permissions(tmp)
     return description
 
@@ -235,31 +257,21 @@ def select_model_files(names: Iterable[str]) -> list[str]:
 
 
 def _relax_permissions(root: Path) -> None:
-    """Give the folder and its (non-linked) files the permissions the umask allows."""
-    umask = os.umask(0)
-    os.umask(umask)
-    root.chmod(0o777 & ~umask)
+    """Give the folder's own (non-linked) files the permissions a plain `open()` would.
+
+    The model folder is shared (cluster users, DVC), whatever mode a downloader or converter
+    gave its files; atomic_dir does the same for the folder itself.
+    """
+    mode = default_mode(directory=False)
     for p in root.iterdir():
         # A hardlinked file shares its mode with the source: leave the source's mode alone.
         if p.is_file() and p.stat().st_nlink == 1:
-            p.chmod(0o666 & ~umask)
+            p.chmod(mode)
 
 
 # --------------------------------------------------------------------------------------------
 # Hub
 # --------------------------------------------------------------------------------------------
-
-
-def _is_network_error(err: BaseException) -> bool:
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    if isinstance(
-        err, OfflineModeIsEnabled | LocalEntryNotFoundError | ConnectionError | TimeoutError
-    ):
-        return True
-    # huggingface_hub 1.x raises httpx errors, 2.x httpx2 errors, on DNS failures, refused
-    # connections and timeouts; both name their common base class TransportError.
-    return any(cls.__name__ == "TransportError" for cls in type(err).__mro__)
 
 
 def _hub_error(source: HubModel, err: BaseException) -> ModelSourceError | None:
@@ -291,7 +303,7 @@ def _hub_error(source: HubModel, err: BaseException) -> ModelSourceError | None:
             f"{where}: the repository does not exist or is private; check the id, set HF_TOKEN "
             f"for a private repository, {local_hint}. {cause}"
         )
-    if _is_network_error(err):
+    if is_network_error(err):
         return ModelSourceError(
             f"cannot download {where}: the Hugging Face Hub is unreachable from this machine "
             "(no network, a firewall, or HF_HUB_OFFLINE=1). Run `prepare_model` on a machine with "
@@ -302,7 +314,9 @@ def _hub_error(source: HubModel, err: BaseException) -> ModelSourceError | None:
     return None
 
 
-def _download_hub(source: HubModel, dest: Path) -> dict[str, Any]:
+def _download_hub(
+    source: HubModel, dest: Path, tokenizer: TokenizerConversion | None
+) -> dict[str, Any]:
     """Download the model files of the pinned revision into `dest`."""
     from huggingface_hub import HfApi, snapshot_download
 
@@ -316,6 +330,7 @@ def _download_hub(source: HubModel, dest: Path) -> dict[str, Any]:
                 f"model {source.hub!r} at revision {source.revision!r} has no safetensors or "
                 "pytorch_model*.bin weights at the top level of the repository"
             )
+        check_tokenizer_setting(files, tokenizer, f"model {source.hub!r}@{source.revision}")
         snapshot_download(
             source.hub, revision=info.sha, local_dir=dest, allow_patterns=files, max_workers=4
         )
@@ -361,10 +376,13 @@ def _materialize(src: Path, dst: Path) -> str:
     return "copy"
 
 
-def _copy_local(source: LocalModel, dest: Path) -> dict[str, Any]:
+def _copy_local(
+    source: LocalModel, dest: Path, tokenizer: TokenizerConversion | None
+) -> dict[str, Any]:
     src = source.path.expanduser()
     check_model_dir(src, what="local model folder (models.<key>.source.path)")
     files = select_model_files(p.name for p in src.iterdir() if p.is_file())
+    check_tokenizer_setting(files, tokenizer, f"local model folder {src}")
     weights = set(_weight_files(files))
     methods: dict[str, int] = {}
     for name in files:
@@ -376,6 +394,65 @@ def _copy_local(source: LocalModel, dest: Path) -> dict[str, Any]:
             method = "copy"
         methods[method] = methods.get(method, 0) + 1
     return {"materialized": dict(sorted(methods.items()))}
+
+
+# --------------------------------------------------------------------------------------------
+# SentencePiece tokenizers
+# --------------------------------------------------------------------------------------------
+
+
+def check_tokenizer_setting(
+    files: Sequence[str], tokenizer: TokenizerConversion | None, where: str
+) -> None:
+    """Refuse, from the file listing alone (before any download), a tokenizer that would drift.
+
+    A folder whose only tokenizer is tokenizer.model is converted by transformers on every
+    load, with the loading class's defaults (`legacy` changes how text after a special token
+    is split): stages and vLLM could tokenize differently without anyone noticing. An error,
+    not a warning: a warning scrolls by in a job log, and the fix is one config line.
+    """
+    names = set(files)
+    if tokenizer is None and "tokenizer.model" in names and "tokenizer.json" not in names:
+        raise TokenizerSettingError(
+            f"{where} ships only a SentencePiece tokenizer (tokenizer.model, no tokenizer.json): "
+            "set `tokenizer: {class_name: LlamaTokenizerFast, legacy: false}` (a Llama-family "
+            "model; AutoTokenizer: the class its tokenizer_config.json names) so prepare_model "
+            "converts it once and every stage reads the same tokenizer.json"
+        )
+    if tokenizer is not None and not names & {"tokenizer.model", "tokenizer.json"}:
+        raise TokenizerSettingError(
+            f"{where} has neither tokenizer.model nor tokenizer.json to load with "
+            f"{tokenizer.class_name}; set `tokenizer: null` to keep its tokenizer as it is"
+        )
+
+
+def convert_tokenizer(folder: Path, spec: TokenizerConversion) -> dict[str, Any]:
+    """Load the tokenizer of `folder` with `spec.class_name` and save it there as tokenizer.json.
+
+    What the course does (`LlamaTokenizerFast.from_pretrained(folder, legacy=False)`), once:
+    every later load reads the saved tokenizer.json and tokenizer_config.json instead of
+    converting tokenizer.model again. Returns what the description records.
+    """
+    import transformers
+
+    loader = getattr(transformers, spec.class_name)
+    tokenizer = loader.from_pretrained(str(folder), legacy=spec.legacy, local_files_only=True)
+    if not tokenizer.is_fast:
+        raise TokenizerSettingError(
+            f"{spec.class_name} loaded a slow tokenizer ({type(tokenizer).__name__}) from "
+            f"{folder}, which has no tokenizer.json to save; use LlamaTokenizerFast"
+        )
+    for load_kwarg in ("is_local", "local_files_only"):
+        tokenizer.init_kwargs.pop(load_kwarg, None)
+    # transformers 5 does not save `legacy`, and its Llama tokenizer rebuilds the pre-tokenizer
+    # from the flag on every load: unsaved, a reload would use the default, not this value.
+    tokenizer.init_kwargs["legacy"] = spec.legacy
+    tokenizer.save_pretrained(folder)
+    return {
+        **spec.model_dump(mode="json"),
+        "loaded_as": type(tokenizer).__name__,
+        "converter": _package_versions_of(("transformers", "tokenizers", "sentencepiece")),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,9 +624,10 @@ def run_prepare_model(cfg: Config, model: str, out: Path) -> None:
         raise UserError(f"--model: {model!r} is not a key of models ({', '.join(cfg.models)})")
     spec = cfg.models[model]
     try:
-        description = prepare_model(spec.source, out, dtype=spec.dtype)
+        description = prepare_model(spec.source, out, dtype=spec.dtype, tokenizer=spec.tokenizer)
     except ModelSourceError as err:
-        raise UserError(f"models.{model}.source: {err}") from None
+        key = "tokenizer" if isinstance(err, TokenizerSettingError) else "source"
+        raise UserError(f"models.{model}.{key}: {err}") from None
     log.info(
         "%s: %s parameters, chat template: %s",
         model,

@@ -27,11 +27,13 @@ def _code(*modules: str) -> tuple[str, ...]:
 
 
 STAGES: dict[str, StageDeps] = {
-    "download_imdb": StageDeps(("imdb.source",), _code("acquire.py", "synthetic.py", "schemas.py")),
-    "download_saiga": StageDeps(
-        ("saiga.source",), _code("acquire.py", "synthetic.py", "schemas.py")
+    "download_imdb": StageDeps(
+        ("imdb.source",), _code("acquire.py", "hub.py", "synthetic.py", "schemas.py")
     ),
-    "prepare_model": StageDeps(("models.{model}",), _code("models.py")),
+    "download_saiga": StageDeps(
+        ("saiga.source",), _code("acquire.py", "hub.py", "synthetic.py", "schemas.py")
+    ),
+    "prepare_model": StageDeps(("models.{model}",), _code("models.py", "hub.py")),
     "split_imdb": StageDeps(
         ("imdb.test_size", "imdb.split_seed", "imdb.val_size", "imdb.val_seed"),
         _code("split.py", "schemas.py"),
