@@ -73,13 +73,16 @@ def device_name() -> str:
 
 def run_part(args: argparse.Namespace) -> dict:
     """One engine: load it, warm it up, time the zero-shot and 5-shot prompt sets."""
+    import torch
+
     from llmlab.config import TransformersConfig, VllmConfig
     from llmlab.eval.backends import TransformersBackend, VllmBackend
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # printed with the results
     start = time.perf_counter()
     if args.part == "transformers":
         backend = TransformersBackend(
-            args.model_dir, TransformersConfig(dtype=args.dtype, batch_size=8)
+            args.model_dir, TransformersConfig(dtype=args.dtype, batch_size=8), device
         )
     else:
         backend = VllmBackend(
@@ -92,6 +95,7 @@ def run_part(args: argparse.Namespace) -> dict:
                 enable_prefix_caching=args.part == "vllm_cached",
                 max_num_seqs=64,
             ),
+            device,
         )
     load = time.perf_counter() - start
     zero, few = build_prompts(args, backend.tokenizer)

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.config import load_params
+from llmlab.runtime import require_device
 from llmlab.sft_data.chat import load_tokenizer
 from llmlab.train import (
     build_trainer,
-    detect_device,
     heldout_loss,
     load_base_model,
     read_dialogues,
@@ -55,7 +55,8 @@ def measure(args: argparse.Namespace, quantize: bool) -> dict[str, Any]:
             ),
         }
     )
-    runtime = resolve_runtime(spec, detect_device(), f"sft.variants.{args.variant}")
+    require_device(cfg.device)
+    runtime = resolve_runtime(spec, cfg.device, f"sft.variants.{args.variant}")
     tokenizer = load_tokenizer(args.model_dir)
     train = read_dialogues(args.data / "train.parquet")
     eval = read_dialogues(args.data / "eval.parquet")

@@ -103,7 +103,9 @@ def _manual_loglik(model, ids: list[int], cont: list[int]) -> float:
 @pytest.mark.parametrize("reuse_prefix", [True, False])
 def test_transformers_scores_match_unbatched_log_likelihood(tiny_llama_dir, labels, reuse_prefix):
     backend = TransformersBackend(
-        tiny_llama_dir, TransformersConfig(dtype="float32", batch_size=3, reuse_prefix=reuse_prefix)
+        tiny_llama_dir,
+        TransformersConfig(dtype="float32", batch_size=3, reuse_prefix=reuse_prefix),
+        "cpu",
     )
     batch = prompts(examples=EXAMPLES)
     preds = backend.classify(batch, labels)
@@ -129,7 +131,7 @@ def demo_eval():
 
 @pytest.fixture(scope="module")
 def smol_transformers(smollm2_dir, demo_eval):
-    return TransformersBackend(smollm2_dir, demo_eval.transformers)
+    return TransformersBackend(smollm2_dir, demo_eval.transformers, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,7 @@ def smol_vllm(smollm2_dir, demo_eval):
     from llmlab.eval.backends import VllmBackend
 
     # The demo preset's engine settings, with a batch small enough to show progress.
-    return VllmBackend(smollm2_dir, demo_eval.vllm.model_copy(update={"batch_size": 64}))
+    return VllmBackend(smollm2_dir, demo_eval.vllm.model_copy(update={"batch_size": 64}), "cpu")
 
 
 def demo_prompts(demo_eval, tokenizer, prompt: str, shots: int, n: int = 40):
@@ -199,7 +201,7 @@ def test_gemma_plain_prefix_reuse_matches_full_prompts(gemma3_dir):
     scores = {}
     for reuse in (True, False):
         backend = TransformersBackend(
-            gemma3_dir, TransformersConfig(dtype="float32", batch_size=2, reuse_prefix=reuse)
+            gemma3_dir, TransformersConfig(dtype="float32", batch_size=2, reuse_prefix=reuse), "cpu"
         )
         assert len(prompt_token_ids(batch[0], backend.tokenizer)) > 600
         scores[reuse] = np.array([p.label_scores for p in backend.classify(batch, LABELS)])
@@ -212,7 +214,7 @@ def test_float32_head_on_a_half_precision_model(tiny_llama_dir):
     scores = {}
     for dtype, head in (("float32", "model"), ("bfloat16", "float32"), ("bfloat16", "model")):
         backend = TransformersBackend(
-            tiny_llama_dir, TransformersConfig(dtype=dtype, head_dtype=head, batch_size=4)
+            tiny_llama_dir, TransformersConfig(dtype=dtype, head_dtype=head, batch_size=4), "cpu"
         )
         scores[dtype, head] = np.array([p.label_scores for p in backend.classify(batch, LABELS)])
         if head == "float32":

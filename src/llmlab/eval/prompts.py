@@ -11,9 +11,9 @@ text, preceded by `Prompt.answer_prefix` (e.g. the space after "Sentiment:").
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from llmlab.config import PlainFormat, PromptTemplate
 
@@ -35,6 +35,9 @@ class Prompt:
     messages: tuple[Message, ...] = ()
     text: str | None = None
     answer_prefix: str = ""
+    # Extra chat template variables (`models.<key>.chat_template_kwargs`), as sorted pairs so
+    # the prompt stays hashable; both backends render with exactly these.
+    template_kwargs: tuple[tuple[str, Any], ...] = ()
 
     @property
     def is_chat(self) -> bool:
@@ -123,11 +126,17 @@ def build_prompt(
     examples: Sequence[tuple[str, str]],
     prompt_format: Literal["chat", "plain"],
     plain: PlainFormat,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> Prompt:
-    """The request for one review: chat turns, or the same turns as plain text."""
+    """The request for one review: chat turns, or the same turns as plain text.
+
+    `template_kwargs` are extra variables of the model's chat template (chat format only).
+    """
     messages = build_messages(template, review, labels, examples)
     if prompt_format == "chat":
-        return Prompt(messages=tuple(messages))
+        return Prompt(
+            messages=tuple(messages), template_kwargs=tuple(sorted((template_kwargs or {}).items()))
+        )
     text, prefix = render_plain(messages, plain)
     return Prompt(text=text, answer_prefix=prefix)
 
@@ -137,7 +146,10 @@ def render_text(prompt: Prompt, tokenizer) -> str:
     if not prompt.is_chat:
         return prompt.text
     return tokenizer.apply_chat_template(
-        list(prompt.messages), tokenize=False, add_generation_prompt=True
+        list(prompt.messages),
+        tokenize=False,
+        add_generation_prompt=True,
+        **dict(prompt.template_kwargs),
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from llmlab.eval.metrics import system_metrics
 from llmlab.eval.prompts import Prompt, build_prompt, truncate_reviews
 from llmlab.eval.schema import PREDICTIONS_SCHEMA
 from llmlab.io import read_parquet, write_json, write_parquet
+from llmlab.runtime import require_device
 from llmlab.split import SPLIT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def build_requests(
     prompt_format: str,
     tokenizer,
     neighbours: tuple[list[pl.DataFrame], list[pl.DataFrame]] | None = None,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> SettingRequests:
     """Prompts of one setting; in-context examples come from `pool` only (checked).
 
@@ -123,7 +125,9 @@ def build_requests(
         return truncate_reviews(texts, tokenizer, budget, eval_cfg.review_head_fraction)
 
     def make(review: str, examples: list[tuple[str, str]]) -> Prompt:
-        return build_prompt(template, review, labels, examples, prompt_format, plain)
+        return build_prompt(
+            template, review, labels, examples, prompt_format, plain, template_kwargs
+        )
 
     val_text = cut(val["review"].to_list(), eval_cfg.review_tokens)
     holdout_text = cut(holdout["review"].to_list(), eval_cfg.review_tokens)
@@ -264,8 +268,12 @@ def evaluate(
     val: pl.DataFrame,
     eval_cfg: EvalConfig,
     prompt_format: str,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Every setting x calibration of one model at one shot count: (predictions, run info)."""
+    """Every setting x calibration of one model at one shot count: (predictions, run info).
+
+    `template_kwargs`: extra chat template variables of the model (e.g. a pinned date).
+    """
     labels = list(eval_cfg.labels)
     holdout_rows = (
         eval_cfg.calibration.threshold_rows if "threshold" in eval_cfg.calibration.methods else 0
@@ -290,6 +298,7 @@ def evaluate(
             prompt_format=prompt_format,
             tokenizer=tokenizer,
             neighbours=neighbours if setting.strategy == "similar" else None,
+            template_kwargs=template_kwargs,
         )
         check_no_leakage(req.example_ids, val_ids, f"{name}: in-context examples")
         check_no_leakage(req.example_ids, holdout["review_id"].to_list(), f"{name}: examples")
@@ -418,6 +427,7 @@ def run_eval_llm(
     metrics: Path,
 ) -> None:
     """CLI layer of eval-llm: check inputs, load the engine once, evaluate, write both files."""
+    require_device(cfg.device)
     from transformers import AutoTokenizer
 
     train_df, val_df = _check_inputs(cfg, model, shots, model_dir, train, val)
@@ -429,7 +439,9 @@ def run_eval_llm(
             f"models.{model}.prompt_format: chat, but {model_dir} has no chat template "
             "(a base model?); set prompt_format: plain"
         )
-    backend = make_backend(eval_cfg.backend, model_dir, eval_cfg.vllm, eval_cfg.transformers)
+    backend = make_backend(
+        eval_cfg.backend, model_dir, eval_cfg.vllm, eval_cfg.transformers, cfg.device
+    )
     start = time.perf_counter()
     preds, info = evaluate(
         backend,
@@ -440,6 +452,7 @@ def run_eval_llm(
         val=val_df,
         eval_cfg=eval_cfg,
         prompt_format=prompt_format,
+        template_kwargs=cfg.models[model].chat_template_kwargs,
     )
     info["eval_seconds"] = time.perf_counter() - start
     info["systems"] = metrics_by_system(preds, eval_cfg)
