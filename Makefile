@@ -9,13 +9,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= all
 PYTEST_ARGS ?=
+PRESET ?= demo
 
-.PHONY: demo test lint dvc-yaml clean-results help
+.PHONY: demo test lint doctor dvc-yaml clean-results help
 
 help:
 	@echo "make demo   - set up .venv if needed and run the demo preset end to end"
 	@echo "make test   - set up .venv if needed and run the tests"
 	@echo "make lint   - ruff, snakemake --lint, dvc.yaml in sync with the Snakefile"
+	@echo "make doctor - preflight of a preset on this machine (PRESET=demo|full)"
 
 $(BIN)/.installed: requirements/cpu.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,9 @@ lint: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" ruff check src tests scripts
 	PATH="$(abspath $(BIN)):$$PATH" snakemake --lint --cores 1
 	PATH="$(abspath $(BIN)):$$PATH" python -m llmlab.dvc_sync --check
+
+doctor: $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" python -m llmlab doctor --preset $(PRESET)
 
 dvc-yaml: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" python -m llmlab.dvc_sync

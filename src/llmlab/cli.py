@@ -53,6 +53,7 @@ def _in(flag: str, what: str, many: bool = False) -> Arg:
     return Arg(flag, f"input: {what}", many=many)
 
 
+DOCTOR = "doctor"  # not a stage: a preflight of the machine for a preset
 _VARIANT = Arg("--variant", "key of sft.variants", str)
 _MODEL = Arg("--model", "key of models", str)
 
@@ -250,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llmlab", description="Stages of the llmlab workflow (run by Snakemake or DVC)."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    doctor = sub.add_parser(
+        DOCTOR,
+        help="Preflight of a preset on this machine: one PASS/FAIL line per check.",
+        description="Check GPU, driver, bf16, memory per GPU rule, hub access, disk space and "
+        "package versions for a preset; exit 1 if any check fails.",
+    )
+    doctor.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file")
+    doctor.add_argument("--preset", choices=PRESETS, default=None, help="preset to check")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=command.help)
         p.add_argument(
@@ -277,8 +286,22 @@ def resolve_target(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from llmlab.doctor import run_doctor
+
+    _configure_environment(online=True)
+    try:
+        cfg = load_params(args.params, args.preset)
+    except UserError as err:
+        print(f"FAIL  params                 {err}")
+        return 1
+    return run_doctor(cfg)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == DOCTOR:
+        return _doctor(args)
     command = COMMANDS[args.command]
     logging.basicConfig(
         level=logging.INFO,
