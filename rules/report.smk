@@ -27,7 +27,7 @@ rule report:
         # Durations of the other rules; read if present (Snakemake writes them, DVC does not).
         benchmarks="benchmarks",
     conda:
-        "../environment.yml"
+        "llmlab-gpu"
     log:
         "logs/report.log",
     benchmark:

@@ -124,3 +124,32 @@ def test_dvc_push_and_pull_restore_identical_files(demo, tmp_path):
     assert tree_hashes(clone, tracked) == tree_hashes(demo, tracked)
     assert (clone / "models/adapters/a/adapter_config.json").is_file()
     shutil.rmtree(clone)
+
+
+def test_an_eval_job_runs_through_the_dag_on_vllm(demo):
+    """The full preset evaluates with vLLM: one demo eval_llm job, rerun through Snakemake
+    with `eval.backend: vllm` (vLLM's CPU build), writes the same files in the same schema
+    and mostly agrees with the transformers backend. Last in this module: it edits params."""
+    import polars as pl
+
+    from llmlab.eval.schema import PREDICTIONS_SCHEMA
+
+    target = "results/eval/instruct_lm/0shot/predictions.parquet"
+    before = pl.read_parquet(demo / target)
+    params = demo / "params.yaml"
+    raw = yaml.safe_load(params.read_text())
+    raw["presets"]["demo"]["eval"]["backend"] = "vllm"
+    params.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+    proc = run(["snakemake", "--profile", "profiles/demo", "--cores", "2", target], demo)
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.MULTILINE))
+    assert ran == {"eval_llm"}, proc.stdout[-3000:]
+    after = pl.read_parquet(demo / target)
+    assert after.schema == pl.Schema(PREDICTIONS_SCHEMA)
+    assert set(after["backend"]) == {"vllm"} and after["valid"].all()
+    key = ["system", "review_id"]
+    joined = before.with_columns(pl.col("system").str.replace("/transformers", "/vllm")).join(
+        after, on=key, suffix="_vllm"
+    )
+    assert joined.height == after.height == before.height
+    agreement = (joined["prediction"] == joined["prediction_vllm"]).mean()
+    assert agreement >= 0.9, f"vLLM and transformers agree on only {agreement:.0%} of rows"
