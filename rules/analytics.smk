@@ -17,7 +17,7 @@ rule imdb_analytics:
         preset=PRESET,
         config=config_of("imdb_analytics"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/imdb_analytics.log",
     benchmark:
@@ -44,7 +44,7 @@ rule saiga_analytics:
         preset=PRESET,
         config=config_of("saiga_analytics"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/saiga_analytics.log",
     benchmark:

@@ -11,7 +11,7 @@ rule download_imdb:
         preset=PRESET,
         config=config_of("download_imdb"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/download_imdb.log",
     benchmark:
@@ -31,7 +31,7 @@ rule download_saiga:
         preset=PRESET,
         config=config_of("download_saiga"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/download_saiga.log",
     benchmark:
@@ -50,7 +50,7 @@ rule prepare_model:
         preset=PRESET,
         config=config_of("prepare_model"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/prepare_model/{model}.log",
     benchmark:
@@ -72,7 +72,7 @@ rule split_imdb:
         preset=PRESET,
         config=config_of("split_imdb"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/split_imdb.log",
     benchmark:

@@ -20,7 +20,7 @@ rule eval_llm:
         preset=PRESET,
         config=config_of("eval_llm"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/eval_llm/{model}/{shots}shot.log",
     benchmark:
@@ -50,7 +50,7 @@ rule baseline_tfidf:
         preset=PRESET,
         config=config_of("baseline_tfidf"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/baseline_tfidf.log",
     benchmark:
@@ -76,7 +76,7 @@ rule baseline_rnn:
         preset=PRESET,
         config=config_of("baseline_rnn"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/baseline_rnn.log",
     benchmark:
@@ -112,7 +112,7 @@ rule eval_summary:
         preset=PRESET,
         config=config_of("eval_summary"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/eval_summary.log",
     benchmark:

@@ -27,7 +27,7 @@ rule report:
         # Durations of the other rules; read if present (Snakemake writes them, DVC does not).
         benchmarks="benchmarks",
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/report.log",
     benchmark:

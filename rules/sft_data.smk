@@ -19,7 +19,7 @@ rule filter_saiga:
         preset=PRESET,
         config=config_of("filter_saiga"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/filter_saiga/{variant}.log",
     benchmark:
@@ -40,7 +40,7 @@ rule rename_roles:
         preset=PRESET,
         config=config_of("rename_roles"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/rename_roles/{variant}.log",
     benchmark:
@@ -62,7 +62,7 @@ rule format_chat:
         preset=PRESET,
         config=config_of("format_chat"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/format_chat/{variant}.log",
     benchmark:

@@ -24,7 +24,7 @@ rule train_lora:
         # and the checkpoints are what lets an interrupted run resume.
         checkpoints="checkpoints/{variant}",
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/train_lora/{variant}.log",
     benchmark:
@@ -60,7 +60,7 @@ rule compare_generations:
         preset=PRESET,
         config=config_of("compare_generations"),
     conda:
-        "llmlab-gpu"
+        "../environment.yml"
     log:
         "logs/compare_generations.log",
     benchmark:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -83,12 +84,10 @@ def test_env_file_parses_as_a_conda_spec(key):
     assert "vllm" in pins
 
 
-def test_both_gpu_files_create_the_env_the_rules_name():
-    """Either file creates `llmlab-gpu`; every rule's `conda:` names that existing environment
-    (into which the user installs llmlab), never an env file: an environment Snakemake builds
-    from a file would lack llmlab, and the right file depends on the driver."""
-    names = {_env(key)["name"] for key in ENV_FILES}
-    assert names == {"llmlab-gpu"}
+def test_every_rule_deploys_the_env_file_that_installs_llmlab():
+    """`snakemake --sdm conda` builds the environment from environment.yml and then runs the
+    post-deploy script beside it (Snakemake's own mechanism), which installs llmlab: without
+    it every `python -m llmlab` job failed in an environment lacking the project."""
     rules = sorted((ROOT / "rules").glob("*.smk"))
     directives = {}
     for path in rules:
@@ -98,7 +97,12 @@ def test_both_gpu_files_create_the_env_the_rules_name():
         assert len(found) == n_rules, f"{path.name}: {len(found)} conda directives, {n_rules} rules"
         directives.update({f"{path.name}#{i}": value for i, value in enumerate(found)})
     assert directives
-    assert set(directives.values()) == {'"llmlab-gpu"'}, directives
+    assert set(directives.values()) == {'"../environment.yml"'}, directives
+    for key, env_file in ENV_FILES.items():
+        script = env_file.with_name(env_file.stem + ".post-deploy.sh")
+        assert script.is_file(), f"{key}: {script.name} missing"
+        assert os.access(script, os.X_OK)
+        assert "pip install --no-deps --no-build-isolation -e ." in script.read_text()
 
 
 @pytest.mark.parametrize("key", sorted(ENV_FILES))
