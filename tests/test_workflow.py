@@ -124,3 +124,43 @@ def test_dvc_stages_mirror_the_rules():
     train = dvc["train_lora"]["do"]
     assert "sft.variants.${key}.lora" in train["params"]
     assert all("preset" in (s.get("do", s))["params"] for s in dvc.values())
+
+
+def test_every_dvc_param_key_is_in_params_yaml():
+    """DVC refuses to commit a stage whose params key is missing from params.yaml (a default
+    of the typed config is not enough): every key of every foreach/matrix item must exist."""
+    import itertools
+
+    raw = read_params_file(ROOT / "params.yaml")
+
+    def get(dotted):
+        node = raw
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(dotted)
+            node = node[part]
+        return node
+
+    def values(ref):
+        value = get(ref.removeprefix("${").removesuffix("}"))
+        return list(value) if isinstance(value, dict | list) else [value]
+
+    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        body = stage.get("do", stage)
+        if "foreach" in stage:
+            items = [{"${key}": str(v)} for v in values(stage["foreach"])]
+        elif "matrix" in stage:
+            axes = {w: values(ref) for w, ref in stage["matrix"].items()}
+            items = [
+                {f"${{item.{w}}}": str(v) for w, v in zip(axes, combo, strict=True)}
+                for combo in itertools.product(*axes.values())
+            ]
+        else:
+            items = [{}]
+        for item, key in itertools.product(items, body["params"]):
+            for placeholder, value in item.items():
+                key = key.replace(placeholder, value)
+            try:
+                get(key)
+            except KeyError:
+                pytest.fail(f"dvc.yaml {name}: params key {key} is not in params.yaml")
