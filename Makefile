@@ -11,13 +11,17 @@ CORES  ?= all
 PYTEST_ARGS ?=
 PRESET ?= demo
 
-.PHONY: demo test lint doctor dvc-yaml clean-results help
+.PHONY: demo test test-fast lint format doctor dvc-yaml clean-results help
 
 help:
-	@echo "make demo   - set up .venv if needed and run the demo preset end to end"
-	@echo "make test   - set up .venv if needed and run the tests"
-	@echo "make lint   - ruff, snakemake --lint, dvc.yaml in sync with the Snakefile"
-	@echo "make doctor - preflight of a preset on this machine (PRESET=demo|full)"
+	@echo "make demo      - set up .venv if needed and run the demo preset end to end"
+	@echo "make test      - set up .venv if needed and run the tests"
+	@echo "make test-fast - the unit tests only: pytest -m 'not slow and not e2e'"
+	@echo "make lint      - ruff check + format --check, snakefmt --check, snakemake --lint,"
+	@echo "                 dvc.yaml in sync with the Snakefile (seconds; CI runs it first)"
+	@echo "make format    - ruff check --fix, ruff format, snakefmt: fix what lint reports"
+	@echo "make doctor    - preflight of a preset on this machine (PRESET=demo|full)"
+	@echo "make dvc-yaml  - regenerate dvc.yaml from the Snakefile"
 
 $(BIN)/.installed: requirements/cpu.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +35,23 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest $(PYTEST_ARGS)
 
+test-fast: $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+
+# Cheapest first: a lint failure fails in seconds. snakefmt reads [tool.snakefmt] in pyproject.toml.
 lint: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" ruff check src tests scripts
+	PATH="$(abspath $(BIN)):$$PATH" ruff format --check src tests scripts
+	PATH="$(abspath $(BIN)):$$PATH" snakefmt --check Snakefile rules
 	PATH="$(abspath $(BIN)):$$PATH" snakemake --lint --cores 1
 	PATH="$(abspath $(BIN)):$$PATH" python -m llmlab.dvc_sync --check
+
+# Fixes first (ruff's advice: a fix can leave code to reformat); what cannot be fixed is
+# printed, and `make lint` still fails on it.
+format: $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" ruff check --fix --exit-zero src tests scripts
+	PATH="$(abspath $(BIN)):$$PATH" ruff format src tests scripts
+	PATH="$(abspath $(BIN)):$$PATH" snakefmt Snakefile rules
 
 doctor: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" python -m llmlab doctor --preset $(PRESET)
