@@ -3,7 +3,7 @@
 
 rule imdb_analytics:
     input:
-        data="data/raw/imdb.parquet",
+        input="data/raw/imdb.parquet",
         code=stage_code("imdb_analytics"),
     output:
         figures=report(
@@ -23,13 +23,12 @@ rule imdb_analytics:
     benchmark:
         "benchmarks/imdb_analytics.tsv"
     shell:
-        "python -m llmlab imdb-analytics --preset {params.preset} --input {input.data} "
-        "--figures {output.figures} --stats {output.stats} > {log} 2>&1"
+        stage_shell("imdb_analytics")
 
 
 rule saiga_analytics:
     input:
-        data="data/raw/saiga.parquet",
+        input="data/raw/saiga.parquet",
         tokenizer=model_dir(CFG.analytics.tokenizer_model),
         code=stage_code("saiga_analytics"),
     output:
@@ -50,6 +49,4 @@ rule saiga_analytics:
     benchmark:
         "benchmarks/saiga_analytics.tsv"
     shell:
-        "python -m llmlab saiga-analytics --preset {params.preset} --input {input.data} "
-        "--tokenizer {input.tokenizer} --figures {output.figures} --stats {output.stats} "
-        "> {log} 2>&1"
+        stage_shell("saiga_analytics")

@@ -3,6 +3,7 @@
 from snakemake.exceptions import WorkflowError
 
 from llmlab.config import ConfigError, read_params_file, resolve
+from llmlab.stages import shell_command
 from llmlab.workflow import stage_code, stage_params
 
 
@@ -39,6 +40,12 @@ wildcard_constraints:
 def config_of(stage):
     """The resolved config a stage reads: a change reruns the stage (params rerun trigger)."""
     return lambda wildcards: stage_params(stage, CFG, wildcards)
+
+
+def stage_shell(stage):
+    """The rule's command, rendered from the stage module's run() signature (llmlab.stages):
+    the rule names its inputs, outputs, params and wildcards like the parameters."""
+    return shell_command(stage)
 
 
 def model_dir(key):

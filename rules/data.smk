@@ -5,7 +5,7 @@ rule download_imdb:
     input:
         code=stage_code("download_imdb"),
     output:
-        data="data/raw/imdb.parquet",
+        out="data/raw/imdb.parquet",
         meta="data/raw/imdb.json",
     params:
         preset=PRESET,
@@ -17,15 +17,14 @@ rule download_imdb:
     benchmark:
         "benchmarks/download_imdb.tsv"
     shell:
-        "python -m llmlab download-imdb --preset {params.preset} "
-        "--out {output.data} --meta {output.meta} > {log} 2>&1"
+        stage_shell("download_imdb")
 
 
 rule download_saiga:
     input:
         code=stage_code("download_saiga"),
     output:
-        data="data/raw/saiga.parquet",
+        out="data/raw/saiga.parquet",
         meta="data/raw/saiga.json",
     params:
         preset=PRESET,
@@ -37,15 +36,14 @@ rule download_saiga:
     benchmark:
         "benchmarks/download_saiga.tsv"
     shell:
-        "python -m llmlab download-saiga --preset {params.preset} "
-        "--out {output.data} --meta {output.meta} > {log} 2>&1"
+        stage_shell("download_saiga")
 
 
 rule prepare_model:
     input:
         code=stage_code("prepare_model"),
     output:
-        directory("models/pretrained/{model}"),
+        out=directory("models/pretrained/{model}"),
     params:
         preset=PRESET,
         config=config_of("prepare_model"),
@@ -56,13 +54,12 @@ rule prepare_model:
     benchmark:
         "benchmarks/prepare_model/{model}.tsv"
     shell:
-        "python -m llmlab prepare-model --preset {params.preset} "
-        "--model {wildcards.model} --out {output} > {log} 2>&1"
+        stage_shell("prepare_model")
 
 
 rule split_imdb:
     input:
-        data="data/raw/imdb.parquet",
+        input="data/raw/imdb.parquet",
         code=stage_code("split_imdb"),
     output:
         train="data/imdb/train.parquet",
@@ -78,5 +75,4 @@ rule split_imdb:
     benchmark:
         "benchmarks/split_imdb.tsv"
     shell:
-        "python -m llmlab split-imdb --preset {params.preset} --input {input.data} "
-        "--train {output.train} --test {output.test} --val {output.val} > {log} 2>&1"
+        stage_shell("split_imdb")

@@ -11,7 +11,7 @@ rule eval_llm:
     input:
         train="data/imdb/train.parquet",
         val="data/imdb/val.parquet",
-        model=model_dir("{model}"),
+        model_dir=model_dir("{model}"),
         code=stage_code("eval_llm"),
     output:
         predictions="results/eval/{model}/{shots}shot/predictions.parquet",
@@ -31,10 +31,7 @@ rule eval_llm:
         mem_mb=32000,
         runtime=120,
     shell:
-        "python -m llmlab eval-llm --preset {params.preset} --model {wildcards.model} "
-        "--shots {wildcards.shots} --model-dir {input.model} --train {input.train} "
-        "--val {input.val} --predictions {output.predictions} --metrics {output.metrics} "
-        "> {log} 2>&1"
+        stage_shell("eval_llm")
 
 
 rule baseline_tfidf:
@@ -45,7 +42,7 @@ rule baseline_tfidf:
     output:
         predictions="results/eval/tfidf/predictions.parquet",
         metrics="results/eval/tfidf/metrics.json",
-        model="models/baselines/tfidf.joblib",
+        model_out="models/baselines/tfidf.joblib",
     params:
         preset=PRESET,
         config=config_of("baseline_tfidf"),
@@ -57,9 +54,7 @@ rule baseline_tfidf:
         "benchmarks/baseline_tfidf.tsv"
     threads: 2
     shell:
-        "python -m llmlab baseline-tfidf --preset {params.preset} --train {input.train} "
-        "--val {input.val} --predictions {output.predictions} --metrics {output.metrics} "
-        "--model-out {output.model} > {log} 2>&1"
+        stage_shell("baseline_tfidf")
 
 
 rule baseline_rnn:
@@ -71,7 +66,12 @@ rule baseline_rnn:
         predictions="results/eval/rnn/predictions.parquet",
         metrics="results/eval/rnn/metrics.json",
         history="results/eval/rnn/history.json",
-        model=directory("models/baselines/rnn"),
+        figure=report(
+            "reports/figures/baselines/rnn_history.png",
+            caption="../reports/captions/rnn_history.rst",
+            category="2. Sentiment evaluation",
+        ),
+        model_out=directory("models/baselines/rnn"),
     params:
         preset=PRESET,
         config=config_of("baseline_rnn"),
@@ -83,25 +83,19 @@ rule baseline_rnn:
         "benchmarks/baseline_rnn.tsv"
     threads: 8
     shell:
-        "python -m llmlab baseline-rnn --preset {params.preset} --train {input.train} "
-        "--val {input.val} --predictions {output.predictions} --metrics {output.metrics} "
-        "--history {output.history} --model-out {output.model} > {log} 2>&1"
+        stage_shell("baseline_rnn")
 
 
 rule eval_summary:
     input:
-        llm=LLM_RUNS,
-        tfidf="results/eval/tfidf/predictions.parquet",
-        rnn="results/eval/rnn/predictions.parquet",
-        rnn_history="results/eval/rnn/history.json",
+        predictions=[
+            *LLM_RUNS,
+            "results/eval/tfidf/predictions.parquet",
+            "results/eval/rnn/predictions.parquet",
+        ],
         code=stage_code("eval_summary"),
     output:
         summary="results/eval/summary.json",
-        table=report(
-            "reports/tables/eval.md",
-            caption="../reports/captions/eval_table.rst",
-            category="2. Sentiment evaluation",
-        ),
         figures=report(
             directory("reports/figures/eval"),
             patterns=["{name}.png"],
@@ -118,7 +112,4 @@ rule eval_summary:
     benchmark:
         "benchmarks/eval_summary.tsv"
     shell:
-        "python -m llmlab eval-summary --preset {params.preset} "
-        "--predictions {input.llm} {input.tfidf} {input.rnn} --rnn-history {input.rnn_history} "
-        "--summary {output.summary} --table {output.table} --figures {output.figures} "
-        "> {log} 2>&1"
+        stage_shell("eval_summary")

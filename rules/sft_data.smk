@@ -3,7 +3,7 @@
 
 rule filter_saiga:
     input:
-        data="data/raw/saiga.parquet",
+        input="data/raw/saiga.parquet",
         tokenizer=model_dir(CFG.sft.model),
         code=stage_code("filter_saiga"),
     output:
@@ -25,17 +25,15 @@ rule filter_saiga:
     benchmark:
         "benchmarks/filter_saiga/{variant}.tsv"
     shell:
-        "python -m llmlab filter-saiga --preset {params.preset} --variant {wildcards.variant} "
-        "--input {input.data} --tokenizer {input.tokenizer} --kept {output.kept} "
-        "--funnel {output.funnel} --figure {output.figure} > {log} 2>&1"
+        stage_shell("filter_saiga")
 
 
 rule rename_roles:
     input:
-        data="data/sft/{variant}/filtered.parquet",
+        input="data/sft/{variant}/filtered.parquet",
         code=stage_code("rename_roles"),
     output:
-        "data/sft/{variant}/renamed.parquet",
+        out="data/sft/{variant}/renamed.parquet",
     params:
         preset=PRESET,
         config=config_of("rename_roles"),
@@ -46,13 +44,12 @@ rule rename_roles:
     benchmark:
         "benchmarks/rename_roles/{variant}.tsv"
     shell:
-        "python -m llmlab rename-roles --preset {params.preset} --variant {wildcards.variant} "
-        "--input {input.data} --out {output} > {log} 2>&1"
+        stage_shell("rename_roles")
 
 
 rule format_chat:
     input:
-        data="data/sft/{variant}/renamed.parquet",
+        input="data/sft/{variant}/renamed.parquet",
         tokenizer=model_dir(CFG.sft.model),
         code=stage_code("format_chat"),
     output:
@@ -68,6 +65,4 @@ rule format_chat:
     benchmark:
         "benchmarks/format_chat/{variant}.tsv"
     shell:
-        "python -m llmlab format-chat --preset {params.preset} --variant {wildcards.variant} "
-        "--input {input.data} --tokenizer {input.tokenizer} --train {output.train} "
-        "--eval {output.eval} > {log} 2>&1"
+        stage_shell("format_chat")

@@ -5,11 +5,11 @@ rule train_lora:
     input:
         train="data/sft/{variant}/train.parquet",
         eval="data/sft/{variant}/eval.parquet",
-        model=model_dir(CFG.sft.model),
+        model_dir=model_dir(CFG.sft.model),
         code=stage_code("train_lora"),
     output:
         adapter=directory("models/adapters/{variant}"),
-        log_json="results/sft/{variant}/train_log.json",
+        train_log="results/sft/{variant}/train_log.json",
         metrics="results/sft/{variant}/metrics.json",
         curve=report(
             "reports/figures/sft/loss_{variant}.png",
@@ -35,27 +35,16 @@ rule train_lora:
         mem_mb=48000,
         runtime=240,
     shell:
-        "python -m llmlab train-lora --preset {params.preset} --variant {wildcards.variant} "
-        "--model-dir {input.model} --train {input.train} --eval {input.eval} "
-        "--checkpoints {params.checkpoints} --adapter {output.adapter} "
-        "--train-log {output.log_json} --metrics {output.metrics} --curve {output.curve} "
-        "> {log} 2>&1"
+        stage_shell("train_lora")
 
 
 rule compare_generations:
     input:
-        model=model_dir(CFG.sft.model),
+        model_dir=model_dir(CFG.sft.model),
         adapters=expand("models/adapters/{variant}", variant=CFG.sft.variants),
-        metrics=expand("results/sft/{variant}/metrics.json", variant=CFG.sft.variants),
         code=stage_code("compare_generations"),
     output:
         generations="results/sft/generations.parquet",
-        table=report(
-            "reports/tables/generations.md",
-            caption="../reports/captions/generations.rst",
-            category="4. SFT",
-        ),
-        loss_table="reports/tables/sft_loss.md",
     params:
         preset=PRESET,
         config=config_of("compare_generations"),
@@ -71,7 +60,4 @@ rule compare_generations:
         mem_mb=32000,
         runtime=60,
     shell:
-        "python -m llmlab compare-generations --preset {params.preset} "
-        "--model-dir {input.model} --adapters {input.adapters} --metrics {input.metrics} "
-        "--generations {output.generations} --table {output.table} "
-        "--loss-table {output.loss_table} > {log} 2>&1"
+        stage_shell("compare_generations")

@@ -33,7 +33,7 @@ def build_prompts(args: argparse.Namespace, tokenizer) -> tuple[list, list]:
     from llmlab.config import load_params
     from llmlab.eval.fewshot import select_fixed
     from llmlab.eval.prompts import build_prompt, truncate_reviews
-    from llmlab.synthetic import generate_imdb
+    from llmlab.synthetic.imdb import generate_imdb
 
     cfg = load_params(args.params, preset="demo").eval
     if args.reviews:

@@ -39,11 +39,11 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as the CLI runs stages
     logging.basicConfig(level=logging.WARNING)
 
-    from llmlab.analytics import run_saiga_analytics
+    from llmlab.analytics.saiga import run_saiga_analytics
     from llmlab.config import load_params
     from llmlab.io import write_parquet
-    from llmlab.sft_data import run_filter_saiga, run_format_chat, run_rename_roles
-    from llmlab.synthetic import generate_saiga
+    from llmlab.sft_data.run import run_filter_saiga, run_format_chat, run_rename_roles
+    from llmlab.synthetic.saiga import generate_saiga
 
     cfg = load_params(ROOT / "params.yaml", args.preset)
     with tempfile.TemporaryDirectory(prefix="bench_sft_") as tmp_dir:

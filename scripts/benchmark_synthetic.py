@@ -18,7 +18,8 @@ import polars as pl
 
 from llmlab.io import read_parquet, write_parquet
 from llmlab.schemas import IMDB_SCHEMA, SAIGA_FULL_SCHEMA
-from llmlab.synthetic import generate_imdb, generate_saiga
+from llmlab.synthetic.imdb import generate_imdb
+from llmlab.synthetic.saiga import generate_saiga
 
 
 def _timed(step: Callable[[], object]) -> tuple[object, float, float]:

@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from llmlab.config import load_params
-from llmlab.runtime import require_device
+from llmlab.runtime import load_base_model, require_device
 from llmlab.sft_data.chat import load_tokenizer
 from llmlab.train import (
     build_trainer,
     heldout_loss,
-    load_base_model,
     read_dialogues,
     resolve_runtime,
 )

@@ -184,7 +184,7 @@ def check(condition: bool, message: str) -> None:
 
 def synthetic_reviews(n: int, seed: int) -> list[tuple[str, str]]:
     """(review, sentiment) pairs from llmlab's IMDB-like generator."""
-    from llmlab.synthetic import generate_imdb
+    from llmlab.synthetic.imdb import generate_imdb
 
     df = generate_imdb(n, seed=seed)
     return list(zip(df["review"].to_list(), df["sentiment"].to_list(), strict=True))
@@ -368,6 +368,7 @@ class GpuCheck:
         import torch
 
         import llmlab.train as train_mod
+        from llmlab.runtime import check_quantization_available
 
         spec = self.cfg.sft.variants[variant]
         where = f"sft.variants.{variant}"
@@ -375,7 +376,7 @@ class GpuCheck:
             if importlib.util.find_spec("bitsandbytes") is None:
                 raise Skip("bitsandbytes is not installed (pip install bitsandbytes)")
             try:
-                train_mod.check_quantization_available(self.device, f"{where}.quantize")
+                check_quantization_available(self.device, f"{where}.quantize")
             except Exception as err:  # noqa: BLE001 - the reason is the SKIP line
                 raise Skip(one_line(err)) from None
             if self.device == "cpu" and not self.args.cpu_qlora:
@@ -568,10 +569,7 @@ class GpuCheck:
                 cfg,
                 self.model_dir,
                 [self.adapters[variant]],
-                [self.metrics[variant]],
                 out / "generations.parquet",
-                out / "generations.md",
-                out / "loss.md",
             )
         finally:
             gen_mod.attach_adapters = real_attach

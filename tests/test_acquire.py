@@ -16,7 +16,8 @@ from llmlab.hub import is_network_error
 from llmlab.io import SchemaError
 from llmlab.schemas import IMDB_SCHEMA, SAIGA_FULL_SCHEMA
 from llmlab.sources import HubDataset, LocalFile, Synthetic, SyntheticSpec
-from llmlab.synthetic import generate_imdb, generate_saiga
+from llmlab.synthetic.imdb import generate_imdb
+from llmlab.synthetic.saiga import generate_saiga
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_IMDB = REPO.parent / "shared" / "data" / "imdb_aclimdb.csv.gz"
@@ -52,7 +53,8 @@ def _gzip(path: Path) -> Path:
 )
 def test_synthetic_source(dataset, schema) -> None:
     source = Synthetic(synthetic=SyntheticSpec(rows=50, seed=2))
-    df = load_dataset_source(source, dataset)
+    generate = generate_imdb if dataset == "imdb" else generate_saiga
+    df = load_dataset_source(source, dataset, generate=generate)
     assert df.schema == schema
     assert df.height == 50
 

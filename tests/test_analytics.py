@@ -9,16 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from llmlab.analytics import (
-    FIGURES_IMDB,
+from llmlab.analytics.common import distribution, length_summary
+from llmlab.analytics.imdb import FIGURES_IMDB, imdb_figures, imdb_statistics, run_imdb_analytics
+from llmlab.analytics.saiga import (
     FIGURES_SAIGA,
     OFF_LIST,
     bot_replies,
-    distribution,
-    imdb_figures,
-    imdb_statistics,
-    length_summary,
-    run_imdb_analytics,
     run_saiga_analytics,
     saiga_figures,
     saiga_statistics,

@@ -19,9 +19,9 @@ from llmlab.baselines.stage_io import predictions_frame
 from llmlab.baselines.text import normalize_text, tokenize
 from llmlab.config import Config, ConfigError, RnnConfig, TfidfConfig, load_params, resolve
 from llmlab.errors import UserError
-from llmlab.eval.schema import PREDICTIONS_SCHEMA
 from llmlab.io import check_schema, read_json, write_parquet
-from llmlab.synthetic import generate_imdb
+from llmlab.schemas import PREDICTIONS_SCHEMA
+from llmlab.synthetic.imdb import generate_imdb
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 LABELS = ["negative", "positive"]
@@ -279,10 +279,12 @@ def test_run_baseline_rnn_writes_every_output(
         out / "predictions.parquet",
         out / "metrics.json",
         out / "history.json",
+        out / "history.png",
         out / "model",
     )
     document = _check_outputs(out / "predictions.parquet", out / "metrics.json", "rnn", 200, 0.0)
     history = read_json(out / "history.json")
+    assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"
     assert history["best_epoch"] == document["training"]["best_epoch"]
     assert len(history["epochs"]) == document["training"]["epochs_run"]
     config = json.loads((out / "model" / "config.json").read_text())
@@ -324,7 +326,7 @@ def test_bad_train_file_fails_clearly_before_writing(
             tfidf.run_baseline_tfidf(cfg, train, val, out / "p.parquet", out / "m.json", out / "x")
         else:
             rnn.run_baseline_rnn(
-                cfg, train, val, out / "p.parquet", out / "m.json", out / "h.json", out / "x"
+                cfg, train, val, *(out / n for n in ("p.parquet", "m.json", "h.json", "h.png", "x"))
             )
     text = str(err.value)
     assert str(train) in text and message in text and "\n" not in text
@@ -349,7 +351,7 @@ def test_too_few_rows_for_the_heldout_slice_fails_clearly(
     train, val = _write_split(tmp_path, (tiny, split[1]))
     with pytest.raises(UserError, match="heldout_fraction"):
         rnn.run_baseline_rnn(
-            cfg, train, val, tmp_path / "p", tmp_path / "m", tmp_path / "h", tmp_path / "x"
+            cfg, train, val, *(tmp_path / n for n in ("p", "m", "h", "h.png", "x"))
         )
 
 

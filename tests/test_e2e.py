@@ -7,7 +7,9 @@ its stages, and push / pull into a fresh clone restoring byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_workflow import ALL_RULES, ENV, clean_copy
+from tests.test_workflow import ALL_RULES, ENV, clean_copy, job_counts
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +94,37 @@ def test_rerun_does_nothing(demo):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@contextlib.contextmanager
+def edited(path: Path):
+    """`path` with a comment appended (a code edit), then restored with its times."""
+    text, times = path.read_text(), path.stat()
+    path.write_text(text + "\n# an edit\n")
+    try:
+        yield
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
+def test_a_code_edit_reruns_exactly_the_stages_that_import_it(demo):
+    """Code dependencies come from imports: a saiga-only edit leaves the IMDB download and
+    every LLM evaluation up to date; an edit of the prompt code reruns the evaluations."""
+
+    def pending() -> set[str]:
+        out = run(["snakemake", "--profile", "profiles/demo", "--cores", "2", "-n"], demo).stdout
+        return set(job_counts(out)) - {"total", "all"} if "Job stats:" in out else set()
+
+    with edited(demo / "src/llmlab/synthetic/saiga_dialogue.py"):
+        jobs = pending()
+    assert "download_saiga" in jobs and "filter_saiga" in jobs, jobs
+    assert not jobs & {"download_imdb", "split_imdb", "eval_llm", "baseline_tfidf"}, jobs
+    with edited(demo / "src/llmlab/eval/prompts.py"):
+        jobs = pending()
+    assert "eval_llm" in jobs and "eval_summary" in jobs, jobs
+    assert not jobs & {"download_imdb", "download_saiga", "train_lora", "baseline_rnn"}, jobs
+    assert pending() == set()
+
+
 def test_dvc_adopts_outputs_and_reruns_only_what_a_param_change_touches(demo):
     # The demo preset recorded in params.yaml, then DVC adopts what Snakemake produced.
     params = demo / "params.yaml"
@@ -132,7 +165,7 @@ def test_an_eval_job_runs_through_the_dag_on_vllm(demo):
     and mostly agrees with the transformers backend. Last in this module: it edits params."""
     import polars as pl
 
-    from llmlab.eval.schema import PREDICTIONS_SCHEMA
+    from llmlab.schemas import PREDICTIONS_SCHEMA
 
     target = "results/eval/instruct_lm/0shot/predictions.parquet"
     before = pl.read_parquet(demo / target)

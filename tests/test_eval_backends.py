@@ -146,7 +146,7 @@ def demo_prompts(demo_eval, tokenizer, prompt: str, shots: int, n: int = 40):
     """Synthetic reviews through the demo preset's template, budgets and a balanced set."""
     from llmlab.eval.fewshot import select_fixed
     from llmlab.eval.prompts import truncate_reviews
-    from llmlab.synthetic import generate_imdb
+    from llmlab.synthetic.imdb import generate_imdb
 
     df = generate_imdb(n + 100, seed=1).with_row_index("review_id")
     queries, pool = df.head(n), df.slice(n)

@@ -17,7 +17,7 @@ from llmlab.eval.metrics import (
     paired_comparison,
     system_metrics,
 )
-from llmlab.eval.schema import PREDICTIONS_SCHEMA
+from llmlab.schemas import PREDICTIONS_SCHEMA
 
 LABELS = ["negative", "positive"]
 

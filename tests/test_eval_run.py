@@ -14,7 +14,7 @@ from llmlab.eval.backends import Prediction
 from llmlab.eval.calibration import normalize
 from llmlab.eval.prompts import Prompt
 from llmlab.eval.run import evaluate, metrics_by_system, plan_settings, system_id
-from llmlab.eval.schema import PREDICTIONS_SCHEMA
+from llmlab.schemas import PREDICTIONS_SCHEMA
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 

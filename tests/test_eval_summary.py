@@ -11,13 +11,9 @@ import pytest
 from llmlab.config import load_params
 from llmlab.errors import UserError
 from llmlab.eval.run import system_id
-from llmlab.eval.schema import PREDICTIONS_SCHEMA
-from llmlab.eval.summary import (
-    check_same_reviews,
-    render_markdown,
-    summarize,
-    write_figures,
-)
+from llmlab.eval.summary import check_same_reviews, summarize, write_figures
+from llmlab.schemas import PREDICTIONS_SCHEMA
+from llmlab.tables import eval_tables
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -77,7 +73,7 @@ def predictions():
 
 
 def test_summary_numbers(predictions, eval_cfg):
-    doc, table = summarize(predictions, eval_cfg, rnn_history={"epochs": []})
+    doc, table = summarize(predictions, eval_cfg)
     assert doc["n_reviews"] == N
     assert table.height == 5 and table["kind"][0] == "baseline"
     assert doc["best_system"] == "tfidf" and doc["best_baseline"] == "tfidf"
@@ -95,9 +91,11 @@ def test_summary_numbers(predictions, eval_cfg):
     assert best["uncalibrated"]["difference"] == pytest.approx(4 / N)
     assert best["any"]["a"].endswith("5shot/balanced/vllm/contextual")
     assert len(doc["fewshot_effect"]["pairs"]) == 2
-    md = render_markdown(doc)
+    # The report renders the tables from the summary (compute stages write no markdown).
+    md = eval_tables(doc)
     assert "| tfidf | - | 0 |" in md and "Calibration" in md and "best LLM vs best baseline" in md
-    assert "90.0 [" in md  # tfidf accuracy 36/40 in percent
+    assert "90.0% [" in md  # tfidf accuracy 36/40
+    assert "+10.0 pts [" in md  # the 5-shot gain, in percentage points
 
 
 def test_reviews_must_match(predictions):
@@ -109,19 +107,7 @@ def test_reviews_must_match(predictions):
 
 
 def test_figures_are_written(predictions, eval_cfg, tmp_path):
-    history = {
-        "epochs": [
-            {
-                "epoch": e,
-                "train_loss": 1 / e,
-                "heldout_loss": 1.1 / e,
-                "train_accuracy": 0.5 + e / 10,
-                "heldout_accuracy": 0.5 + e / 12,
-            }
-            for e in (1, 2, 3)
-        ]
-    }
-    doc, table = summarize(predictions, eval_cfg, history)
+    doc, table = summarize(predictions, eval_cfg)
     made = write_figures(doc, table, tmp_path)
     assert set(made) == {
         "accuracy",
@@ -129,7 +115,6 @@ def test_figures_are_written(predictions, eval_cfg, tmp_path):
         "prompts",
         "strategies",
         "calibration",
-        "rnn_history",
     }
     for name in made.values():
         assert (tmp_path / name).stat().st_size > 5_000

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,14 @@ from llmlab.config import Config, read_params_file, resolve
 from llmlab.errors import UserError
 from llmlab.generate import (
     BASE,
-    GENERATIONS_SCHEMA,
     Answer,
     attach_adapters,
     compare_generations,
     decode_answer,
     generate_answers,
-    generations_markdown,
-    loss_markdown,
-    markdown_cell,
     run_compare_generations,
 )
+from llmlab.schemas import GENERATIONS_SCHEMA
 from llmlab.sft_data.chat import END_OF_TURN
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -41,81 +37,6 @@ def demo_config(**generation: Any) -> Config:
     return resolve(raw, "demo")
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    """Cells of each table line, split on unescaped pipes (as GitHub does)."""
-    rows = []
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            rows.append(re.split(r"(?<!\\)\|", line.strip())[1:-1])
-    return rows
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def test_markdown_cell_keeps_one_cell_and_renders_literally() -> None:
-    cell = markdown_cell("a | b\n\nc <b>bold</b> & <|eot_id|>  ")
-    assert cell == r"a \| b<br><br>c &lt;b&gt;bold&lt;/b&gt; &amp; &lt;\|eot_id\|&gt;"
-    assert markdown_cell("   ") == "*(empty)*"
-
-
-def test_generations_table_has_one_row_per_prompt_and_a_column_per_system() -> None:
-    gen = demo_config().sft.generation
-    rows = [
-        {
-            "prompt_id": i,
-            "prompt": prompt,
-            "system": system,
-            "answer": f"{system} | answer\nline two",
-            "new_tokens": 5,
-            "finished": system != "b",
-        }
-        for i, prompt in enumerate(["first | prompt", "second"])
-        for system in (BASE, "a", "b")
-    ]
-    df = pl.DataFrame(rows, schema=GENERATIONS_SCHEMA)
-    cells = table_rows(generations_markdown(df, [BASE, "a", "b"], gen))
-    assert cells[0] == [" # ", " prompt ", " base (no adapter) ", " variant a ", " variant b "]
-    assert len(cells) == 4 and all(len(row) == 5 for row in cells)
-    assert cells[2][1].strip() == r"first \| prompt"
-    assert cells[2][3].strip() == r"a \| answer<br>line two"
-    assert cells[2][4].strip().endswith("*(cut at max_new_tokens)*")
-
-
-def test_loss_table_lists_each_variant_with_base_loss() -> None:
-    metrics = [
-        {
-            "variant": v,
-            "eval_loss": loss,
-            "perplexity": 2.718281828**loss,
-            "base_eval_loss": 2.5,
-            "base_perplexity": 12.18,
-            "eval_tokens": 1000,
-            "steps": 100,
-            "lora": {"r": r, "alpha": 2 * r},
-            "training": {"learning_rate": 2e-4},
-            "trainable_params": 41_943_040,
-            "train_runtime_s": 812.4,
-        }
-        for v, loss, r in (("a", 1.25, 16), ("b", 1.5, 64))
-    ]
-    cells = table_rows(loss_markdown(metrics))
-    assert [c.strip() for c in cells[2]] == [
-        "a",
-        "1.250",
-        "3.49",
-        "2.500",
-        "12.18",
-        "1000",
-        "100",
-        "16 / 32",
-        "0.0002",
-        "41,943,040",
-        "812",
-    ]
-    assert cells[3][0].strip() == "b"
-
-
 # --------------------------------------------------------------------------- inputs
 
 
@@ -124,13 +45,13 @@ def test_adapter_folders_must_be_variants(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")  # the model folder is checked first
     (tmp_path / "z").mkdir()
     (tmp_path / "z" / "adapter_config.json").write_text("{}")
-    outs = {"generations": tmp_path / "g.parquet", "table": tmp_path / "g.md"}
-    outs["loss_table"] = tmp_path / "l.md"
+    out = tmp_path / "g.parquet"
     with pytest.raises(UserError, match="adapter folder name 'z' is not a key of sft.variants"):
-        run_compare_generations(cfg, tmp_path, [tmp_path / "z"], [], **outs)
+        run_compare_generations(cfg, tmp_path, [tmp_path / "z"], out)
     (tmp_path / "a").mkdir()
     with pytest.raises(UserError, match="not a LoRA adapter folder"):
-        run_compare_generations(cfg, tmp_path, [tmp_path / "a"], [], **outs)
+        run_compare_generations(cfg, tmp_path, [tmp_path / "a"], out)
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- with a tiny model
@@ -205,28 +126,18 @@ def test_adapters_switch_on_one_base_and_decoding_is_seeded(
 
 
 @pytest.mark.slow
-def test_run_compare_generations_writes_three_outputs(
+def test_run_compare_generations_writes_the_answers(
     tiny_llama_dir: Path, tiny_adapters: Path, tmp_path: Path
 ) -> None:
     cfg = demo_config(prompts=PROMPTS, max_new_tokens=4)
-    out = {
-        "generations": tmp_path / "generations.parquet",
-        "table": tmp_path / "generations.md",
-        "loss_table": tmp_path / "sft_loss.md",
-    }
+    out = tmp_path / "generations.parquet"
     run_compare_generations(
         cfg,
         tiny_llama_dir,
-        [tiny_adapters / "b", tiny_adapters / "a"],  # any order: columns follow params.yaml
-        [tiny_adapters / "a.json", tiny_adapters / "b.json"],
-        **out,
+        [tiny_adapters / "b", tiny_adapters / "a"],  # any order: systems follow params.yaml
+        out,
     )
-    df = pl.read_parquet(out["generations"])
+    df = pl.read_parquet(out)
     assert df.schema == pl.Schema(GENERATIONS_SCHEMA)
     assert df["system"].to_list()[:3] == [BASE, "a", "b"]
-    assert table_rows(out["table"].read_text())[0][2:] == [
-        " base (no adapter) ",
-        " variant a ",
-        " variant b ",
-    ]
-    assert [r[0].strip() for r in table_rows(out["loss_table"].read_text())[2:]] == ["a", "b"]
+    assert df.height == 3 * len(PROMPTS)

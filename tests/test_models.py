@@ -15,7 +15,7 @@ from llmlab.models import (
     DESCRIPTION_FILE,
     ModelSourceError,
     TokenizerSettingError,
-    check_model_dir,
+    check_hf_folder,
     prepare_model,
     run_prepare_model,
     select_model_files,
@@ -106,7 +106,7 @@ def test_select_model_files_falls_back_to_bin_weights() -> None:
 def test_check_model_dir_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelSourceError, match="missing weights.*; tokenizer") as err:
-        check_model_dir(tmp_path)
+        check_hf_folder(tmp_path)
     assert str(tmp_path) in str(err.value)
 
 

@@ -6,16 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llmlab.report import (
-    durations_by_rule,
-    eval_conclusions,
-    num,
-    pct,
-    pts,
-    sft_conclusions,
-    source_label,
-)
+from llmlab.report import durations_by_rule, eval_conclusions, sft_conclusions, source_label
 from llmlab.run_metadata import hardware, rule_durations
+from llmlab.tables import num, pct, pts
 
 
 def test_number_formats():

@@ -144,7 +144,7 @@ def test_model_stages_fail_at_start_on_a_cuda_config_without_gpu(tmp_path: Path)
             cfg, "a", missing, missing, missing, *(tmp_path / n for n in "abcde")
         ),
         "compare_generations": lambda: run_compare_generations(
-            cfg, missing, [missing], [missing], *(tmp_path / n for n in "abc")
+            cfg, missing, [missing], tmp_path / "g.parquet"
         ),
     }
     for stage, call in calls.items():

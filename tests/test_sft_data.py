@@ -313,7 +313,7 @@ def demo_config(**filter_overrides: Any):
 
 
 def test_run_filter_saiga_too_few_rows_prints_the_funnel_and_writes_nothing(tmp_path):
-    from llmlab.sft_data import run_filter_saiga
+    from llmlab.sft_data.run import run_filter_saiga
 
     raw = tmp_path / "saiga.parquet"
     write_parquet(frame(*(qa(f"вопрос номер {i}") for i in range(30))), raw)
@@ -588,7 +588,7 @@ def test_trl_assistant_only_loss_trains_exactly_the_assistant_turns(tiny_llama_d
 
 
 def test_rename_then_format_stage_io(tiny_llama_dir, tmp_path):
-    from llmlab.sft_data import run_format_chat, run_rename_roles
+    from llmlab.sft_data.run import run_format_chat, run_rename_roles
 
     cfg = demo_config()
     filtered = tmp_path / "filtered.parquet"
@@ -610,7 +610,7 @@ def test_rename_then_format_stage_io(tiny_llama_dir, tmp_path):
             cfg, "a", tmp_path / "bad.parquet", Path(tiny_llama_dir), tmp_path / "t", tmp_path / "e"
         )
     assert not (tmp_path / "t").exists()
-    with pytest.raises(UserError, match=r"--variant 'zz': not a key of sft.variants"):
+    with pytest.raises(UserError, match=r"--variant 'zz' is not a key of sft.variants"):
         run_rename_roles(cfg, "zz", filtered, tmp_path / "x.parquet")
 
 

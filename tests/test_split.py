@@ -8,7 +8,8 @@ from sklearn.model_selection import train_test_split
 
 from llmlab.config import ImdbConfig
 from llmlab.errors import UserError
-from llmlab.split import SPLIT_SCHEMA, check_imdb, split_imdb
+from llmlab.schemas import SPLIT_SCHEMA
+from llmlab.split import check_imdb, split_imdb
 
 
 def raw(n: int = 500) -> pl.DataFrame:

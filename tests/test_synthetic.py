@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import polars as pl
 import pytest
@@ -19,7 +23,8 @@ from llmlab.schemas import (
     SAIGA_TOPICS,
     SENTIMENTS,
 )
-from llmlab.synthetic import generate_imdb, generate_saiga
+from llmlab.synthetic.imdb import generate_imdb
+from llmlab.synthetic.saiga import generate_saiga
 
 CYRILLIC = r"[\p{Cyrillic}]"
 
@@ -301,3 +306,50 @@ def test_negative_rows_rejected() -> None:
         generate_imdb(-1, seed=0)
     with pytest.raises(ValueError, match="rows"):
         generate_saiga(-1, seed=0)
+
+
+# ---------------------------------------------------------------------------------------
+# Package layout: one dataset's generator never loads the other's code or phrases
+# ---------------------------------------------------------------------------------------
+
+_IMDB_MODULES = {"llmlab.synthetic.imdb"}
+_SAIGA_MODULES = {"llmlab.synthetic.saiga", "llmlab.synthetic.saiga_dialogue"}
+
+
+def _loaded_after(statement: str) -> tuple[set[str], int]:
+    """Run `statement` in a fresh interpreter: the dataset modules it loaded, phrase files read."""
+    code = (
+        f"import json, sys\n{statement}\n"
+        "from llmlab.synthetic.common import load_phrases\n"
+        "mods = [m for m in sys.modules if m.startswith('llmlab.synthetic.')]\n"
+        "print(json.dumps([mods, load_phrases.cache_info().currsize]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    mods, n_phrase_files = json.loads(out.stdout)
+    return set(mods) - {"llmlab.synthetic.common"}, n_phrase_files
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("import llmlab.synthetic.imdb", _IMDB_MODULES),
+        ("from llmlab.synthetic.imdb import generate_imdb", _IMDB_MODULES),
+        ("import llmlab.synthetic.saiga", _SAIGA_MODULES),
+        ("from llmlab.synthetic.saiga import generate_saiga", _SAIGA_MODULES),
+    ],
+)
+def test_importing_one_generator_does_not_load_the_other(statement: str, expected: set) -> None:
+    modules, n_phrase_files = _loaded_after(statement)
+    assert modules == expected
+    assert n_phrase_files == 1  # its own phrases/<dataset>.json only
+
+
+def test_importing_the_package_loads_no_generator() -> None:
+    assert _loaded_after("import llmlab.synthetic") == (set(), 0)
+
+
+def test_phrase_banks_ship_as_package_data() -> None:
+    from importlib import resources
+
+    folder = resources.files("llmlab.synthetic").joinpath("phrases")
+    assert {"imdb.json", "saiga.json"} <= {f.name for f in folder.iterdir()}

@@ -21,11 +21,11 @@ import yaml
 
 from llmlab.config import Config, ConfigError, SftVariant, read_params_file, resolve
 from llmlab.errors import UserError
+from llmlab.runtime import Runtime
 from llmlab.schemas import MESSAGE_DTYPE
 from llmlab.sft_data.chat import expected_trained_text, load_tokenizer
 from llmlab.train import (
     FINGERPRINT_FILE,
-    Runtime,
     build_trainer,
     checkpoint_to_resume,
     plot_loss_curve,
@@ -254,7 +254,7 @@ def trainer_for(
     checkpoints: Path,
 ) -> tuple[Any, Any]:
     """A trainer on `conversations` (the first `n_eval` also evaluate), and its tokenizer."""
-    from llmlab.train import load_base_model
+    from llmlab.runtime import load_base_model
 
     tokenizer = load_tokenizer(model_dir)
     model = load_base_model(model_dir, runtime)
@@ -283,7 +283,7 @@ def test_evaluation_does_not_break_4bit_lora_gradients(tiny_llama_dir: Path) -> 
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    from llmlab.train import keep_4bit_layout_trainable, load_base_model
+    from llmlab.runtime import keep_4bit_layout_trainable, load_base_model
 
     runtime = Runtime(device="cpu", precision="fp32", optim="adamw_torch", quantize=True)
     ids = torch.randint(0, 1000, (2, 16), generator=torch.Generator().manual_seed(0))
@@ -324,7 +324,7 @@ def test_saved_adapter_reloads_with_identical_logits(tiny_llama_dir: Path, tmp_p
     import torch
     from peft import PeftModel
 
-    from llmlab.train import keep_4bit_layout_trainable, load_base_model
+    from llmlab.runtime import keep_4bit_layout_trainable, load_base_model
 
     cfg = demo_config(training={**FAST, "max_steps": 3, "learning_rate": 1e-2, "eval_steps": None})
     spec = cfg.sft.variants["a"]

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from llmlab.config import read_params_file
+from llmlab.stages import stage_names
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tools of the environment running the tests, whether or not it is activated.
@@ -23,12 +24,7 @@ ENV = {
     "HF_HUB_OFFLINE": "1",
 }
 GPU_RULES = {"eval_llm", "train_lora", "compare_generations"}
-ALL_RULES = {
-    "download_imdb", "download_saiga", "prepare_model", "split_imdb", "imdb_analytics",
-    "saiga_analytics", "filter_saiga", "rename_roles", "format_chat", "eval_llm",
-    "baseline_tfidf", "baseline_rnn", "eval_summary", "train_lora", "compare_generations",
-    "report", "all",
-}  # fmt: skip
+ALL_RULES = {*stage_names(), "all"}
 
 
 def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -45,11 +46,12 @@ from llmlab.schemas import (
     SENTIMENTS,
 )
 from llmlab.sources import DataSource, HubDataset, LocalFile, Synthetic
-from llmlab.synthetic import generate_imdb, generate_saiga
 
 log = logging.getLogger(__name__)
 
 Dataset = Literal["imdb", "saiga"]
+# A synthetic data generator: (rows, seed) -> the raw table (llmlab.synthetic.<dataset>).
+Generator = Callable[[int, int], pl.DataFrame]
 
 # Longest suffix first, so "x.csv.gz" is not taken for ".gz".
 LOCAL_FORMATS: tuple[str, ...] = (".jsonl.gz", ".csv.gz", ".parquet", ".jsonl", ".csv")
@@ -65,18 +67,25 @@ class HubUnavailableError(ConnectionError):
 
 
 def load_dataset_source(
-    source: DataSource, dataset: Dataset, *, base_dir: str | os.PathLike[str] | None = None
+    source: DataSource,
+    dataset: Dataset,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    generate: Generator | None = None,
 ) -> pl.DataFrame:
     """Load `source` as the `dataset` table, normalised and validated (see the module doc).
 
     Relative local paths are resolved against `base_dir` (default: the working directory,
-    which is the repository root when Snakemake or DVC runs the stage).
+    which is the repository root when Snakemake or DVC runs the stage). A synthetic source
+    needs `generate`, the dataset's generator (llmlab.synthetic.<dataset>): the download stage
+    of each dataset passes its own, so its code never depends on the other dataset's.
     """
     if dataset not in ("imdb", "saiga"):
         raise ValueError(f"unknown dataset {dataset!r}: expected 'imdb' or 'saiga'")
     if isinstance(source, Synthetic):
         spec = source.synthetic
-        generate = generate_imdb if dataset == "imdb" else generate_saiga
+        if generate is None:
+            raise ValueError(f"{dataset}: a synthetic source needs the dataset's generator")
         df = generate(spec.rows, spec.seed)
         where = f"synthetic {dataset} (rows={spec.rows}, seed={spec.seed})"
     elif isinstance(source, HubDataset):
@@ -322,11 +331,16 @@ def provenance(source: DataSource, dataset: Dataset, df: pl.DataFrame) -> dict[s
     return record
 
 
-def run_download(cfg: Config, dataset: Dataset, out: Path, meta: Path) -> None:
-    """Stage download_<dataset>: the configured source -> schema-checked parquet + provenance."""
+def run_download(
+    cfg: Config, dataset: Dataset, out: Path, meta: Path, generate: Generator | None = None
+) -> None:
+    """Stage download_<dataset>: the configured source -> schema-checked parquet + provenance.
+
+    `generate`: the dataset's generator, used when the source is `synthetic`.
+    """
     source = cfg.imdb.source if dataset == "imdb" else cfg.saiga.source
     try:
-        df = load_dataset_source(source, dataset)
+        df = load_dataset_source(source, dataset, generate=generate)
     except (HubUnavailableError, FileNotFoundError, ValueError) as e:
         # Bad input, not a bug: one line naming the source, no traceback, no output.
         raise UserError(f"{dataset}.source: {e}") from e

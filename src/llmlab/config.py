@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -566,7 +566,6 @@ class ReportConfig(StrictModel):
 
 class Config(StrictModel):
     preset: Literal["full", "demo"] = "full"
-    seed: Seed = 42
     # Device of every stage that runs a model (eval_llm, train_lora, compare_generations).
     # `cuda` fails at start without a usable GPU (llmlab.runtime): never a quiet CPU fallback.
     device: Literal["cuda", "cpu"] = "cuda"
@@ -589,14 +588,36 @@ class Config(StrictModel):
         refs["eval.models"] = self.eval.models
         for where, keys in refs.items():
             for key in keys:
-                if key not in self.models:
-                    raise ValueError(
-                        f"{where}: {key!r} is not a key of models ({', '.join(self.models)})"
-                    )
+                problem = key_problem(key, self.models, "models")
+                if problem:
+                    raise ValueError(f"{where}: {problem}")
         return self
 
     def model_dir(self, key: str) -> Path:
         return Path("models/pretrained") / key
+
+
+# --------------------------------------------------------------------------- key checks
+
+
+def key_problem(key: object, allowed: Collection[Any], where: str) -> str | None:
+    """Why `key` is not one of `allowed` (a config mapping's keys or a list's items at key path
+    `where`), or None when it is: `'x' is not a key of sft.variants (a, b)`."""
+    if key in allowed:
+        return None
+    relation = "a key of" if isinstance(allowed, Mapping) else "in"
+    return f"{key!r} is not {relation} {where} ({', '.join(str(k) for k in allowed)})"
+
+
+def check_key(key: object, allowed: Collection[Any], *, flag: str, where: str) -> None:
+    """Raise UserError `<flag> <key_problem>` unless `key` is one of `allowed`.
+
+    The check of a stage's wildcard values (`--variant`, `--model`, `--shots`) and of other
+    names that must be config keys; `flag` says where the value came from.
+    """
+    problem = key_problem(key, allowed, where)
+    if problem:
+        raise UserError(f"{flag} {problem}")
 
 
 # Paths (as tuples) whose mapping keys / values shape the DAG and so may not differ by preset.

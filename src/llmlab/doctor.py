@@ -456,14 +456,17 @@ def check_sources(cfg: Config, root: Path) -> tuple[list[Check], bool]:
     return checks, True
 
 
-def check_engines(cfg: Config) -> Iterator[Check]:
+def check_engines(cfg: Config, gpu_ok: bool) -> Iterator[Check]:
     """The engines the preset uses can run on its device: bitsandbytes 4-bit, vLLM."""
-    from llmlab.train import check_quantization_available
+    from llmlab.runtime import check_quantization_available
 
     quantized = [f"sft.variants.{k}.quantize" for k, v in cfg.sft.variants.items() if v.quantize]
     if cfg.sft.generation.quantize:
         quantized.append("sft.generation.quantize")
-    if quantized:
+    if quantized and cfg.device == "cuda" and not gpu_ok:
+        # bitsandbytes lists cuda as supported whether or not a GPU is there.
+        yield Check("SKIP", "bitsandbytes 4-bit", "no usable GPU to run it on")
+    elif quantized:
         check_quantization_available(cfg.device, quantized[0])
         import bitsandbytes
 
@@ -518,7 +521,7 @@ def run_checks(cfg: Config, root: Path = Path(".")) -> list[Check]:
     except Exception as err:  # noqa: BLE001
         source_checks = [Check("FAIL", "sources", " ".join(f"{type(err).__name__}: {err}".split()))]
     checks += source_checks
-    checks += guarded("engines", lambda: check_engines(cfg))
+    checks += guarded("engines", lambda: check_engines(cfg, gpu_ok=probe is not None))
     if probe is None and cfg.device == "cuda":
         checks.append(Check("SKIP", "memory", "no usable GPU to measure against"))
     checks += guarded("memory", lambda: check_memory(cfg, probe, root, hub_ok))

@@ -4,9 +4,10 @@
     python -m llmlab.dvc_sync --check  # exit 1 (with a diff) if dvc.yaml is out of date
 
 Each Snakemake rule becomes a DVC stage with the same command (minus the log redirection),
-the same inputs as `deps`, outputs as `outs` / `metrics` / `plots`, and as `params` the config
-keys the rule declares in `llmlab.workflow.STAGES`, plus `preset` and the preset overlays of
-those keys. Wildcard rules become `foreach` / `matrix` stages over the same config values.
+the same inputs as `deps`, outputs as `outs` / `metrics` / `plots` as the stage module
+declares them (`Out(kind=...)`), and as `params` the config keys of the stage's `PARAMS`, plus
+`preset` and the preset overlays of those keys. Wildcard rules become `foreach` / `matrix`
+stages over the config values their `Wildcard` markers name.
 """
 
 from __future__ import annotations
@@ -22,23 +23,15 @@ from typing import Any
 import yaml
 
 from llmlab.config import PRESETS, read_params_file
-from llmlab.workflow import STAGES, WILDCARD_VALUES
+from llmlab.stages import Out, all_stages, stage_names
+from llmlab.stages import stage as stage_of
+from llmlab.workflow import wildcard_values
 
 HEADER = """\
 # GENERATED from the Snakefile by `python -m llmlab.dvc_sync` (make dvc-yaml): do not edit.
 # Same stages, commands, inputs, outputs and params as the Snakemake rules; a test fails when
 # the two drift. Run: dvc repro | dvc exp run -S preset=demo | dvc metrics show | dvc plots show
 """
-
-# Outputs DVC should show with `dvc metrics show` (small JSON of numbers). They stay cached
-# like every other output: results are git-ignored and travel through the DVC remote.
-METRIC_NAMES = {"metrics"}
-# Per-step / per-epoch logs and figures shown by `dvc plots show`.
-PLOT_NAMES = {"history", "log_json", "figure", "curve"}
-# x/y of the JSON plots: key -> plot definition (top-level `plots:` of dvc.yaml).
-PLOT_SPECS: dict[str, dict[str, Any]] = {
-    "results/eval/rnn/history.json": {"x": "epoch", "y": ["train_loss", "val_loss"]},
-}
 
 
 def load_rules(snakefile: Path = Path("Snakefile")) -> list[Any]:
@@ -51,6 +44,8 @@ def load_rules(snakefile: Path = Path("Snakefile")) -> list[Any]:
             config_settings=ConfigSettings(),
             snakefile=snakefile,
         )
+        # The parsed rules: Snakemake's API has no public accessor for them; everything read
+        # from a rule below (input, output, params, wildcard_names, shellcmd) is public.
         return [rule for rule in workflow_api._workflow.rules if rule.name != "all"]
 
 
@@ -60,17 +55,14 @@ def _strip_constraints(pattern: str) -> str:
 
 
 def _named(items: Any) -> dict[str, list[str]]:
-    """Snakemake's Namedlist -> {name: [patterns]}; unnamed entries are keyed by position."""
-    values = [_strip_constraints(str(v)) for v in items]
-    named: dict[str, list[str]] = {}
-    covered: set[int] = set()
-    for name, (start, end) in items._names.items():
-        end = start + 1 if end is None else end
-        named[name] = values[start:end]
-        covered.update(range(start, end))
-    for i, value in enumerate(values):
-        if i not in covered:
-            named[f"_{i}"] = [value]
+    """A rule's inputs/outputs/params -> {name: [values]} (every entry must be named: the
+    names are the stage's parameters)."""
+    named = {
+        name: [_strip_constraints(str(v)) for v in (value if isinstance(value, list) else [value])]
+        for name, value in items.items()
+    }
+    if sum(map(len, named.values())) != len(items):
+        raise SystemExit(f"a rule has an unnamed input or output: {list(items)}")
     return named
 
 
@@ -85,11 +77,11 @@ def _get(tree: Any, dotted: str) -> Any:
 
 def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     name = rule.name
-    deps_spec = STAGES.get(name)
-    if deps_spec is None:
-        raise SystemExit(f"rule {name}: no entry in llmlab.workflow.STAGES")
+    if name not in stage_names():
+        raise SystemExit(f"rule {name}: no stage module llmlab/stages/{name}.py")
     wildcards = sorted(rule.wildcard_names)
-    sources = {w: WILDCARD_VALUES.get((name, w)) or WILDCARD_VALUES[w] for w in wildcards}
+    sources = wildcard_values(name)
+    kinds = {p.name: p.marker.kind for p in stage_of(name).ports if isinstance(p.marker, Out)}
     matrix = len(wildcards) > 1 or any(
         not isinstance(_get(params_file, src), Mapping) for src in sources.values()
     )
@@ -106,8 +98,7 @@ def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str
 
     inputs = _named(rule.input)
     outputs = _named(rule.output)
-    params = {k: v for k, v in rule.params._names.items()}
-    param_values = list(rule.params)
+    params = dict(rule.params.items())
 
     def repl(match: re.Match[str]) -> str:
         kind, _, attr = match.group(1).partition(".")
@@ -116,8 +107,7 @@ def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str
         if kind == "params" and attr == "preset":
             return "${preset}"
         if kind == "params":
-            start, _ = params[attr]
-            return fill(str(param_values[start]))
+            return fill(str(params[attr]))
         table = {"input": inputs, "output": outputs}[kind]
         if attr:
             return " ".join(fill(v) for v in table[attr])
@@ -133,7 +123,7 @@ def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str
     # params: the stage's config keys, the preset, and the preset overlays of those keys.
     items = _wildcard_items(params_file, sources)
     param_keys: list[str] = ["preset"]
-    for template in deps_spec.params:
+    for template in stage_of(name).params:
         param_keys.append(fill(template))
         for preset in PRESETS:
             overlay_key = _overlay_key(params_file, preset, template, items)
@@ -147,9 +137,9 @@ def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str
     for out_name, values in outputs.items():
         for value in values:
             path = fill(value)
-            if out_name in METRIC_NAMES:
+            if kinds.get(out_name) == "metric":
                 metrics.append(path)
-            elif out_name in PLOT_NAMES:
+            elif kinds.get(out_name) == "plot":
                 plots.append(path)
             else:
                 outs.append(path)
@@ -208,11 +198,26 @@ def _overlay_key(
     return f"presets.{preset}"
 
 
+def plot_specs(rules: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """x/y of the JSON plots the stages declare (dvc.yaml's top-level `plots:`)."""
+    specs = {}
+    by_name = {s.name: s for s in all_stages()}
+    for rule in rules:
+        outputs = _named(rule.output)
+        for port in by_name[rule.name].ports:
+            if isinstance(port.marker, Out) and port.marker.plot_x:
+                for path in outputs[port.name]:
+                    specs[path] = {"x": port.marker.plot_x, "y": list(port.marker.plot_y)}
+    return specs
+
+
 def render(rules: Iterable[Any], params_file: Mapping[str, Any]) -> str:
+    rules = list(rules)
     stages = dict(_dvc_stage(rule, params_file) for rule in rules)
     doc: dict[str, Any] = {"stages": stages}
-    if PLOT_SPECS:
-        doc["plots"] = [{path: spec} for path, spec in PLOT_SPECS.items()]
+    specs = plot_specs(rules)
+    if specs:
+        doc["plots"] = [{path: spec} for path, spec in specs.items()]
     body = yaml.safe_dump(doc, sort_keys=False, width=4096, allow_unicode=True)
     return HEADER + body
 

@@ -12,15 +12,12 @@
   every system draws from the same random stream and a rerun gives the same texts (CPU).
   Generation stops at the tokenizer's eos (which the adapters learned to emit after
   `<|eot_id|>`) or at the `<|eot_id|>` text itself (what a base model may produce instead).
-- Outputs: one parquet row per (prompt, system), a side-by-side markdown table and the
-  held-out loss / perplexity table of the variants (from their metrics.json).
+- Output: one parquet row per (prompt, system); the report renders it side by side.
 """
 
 from __future__ import annotations
 
-import html
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,34 +25,25 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from llmlab.config import Config, GenerationConfig
+from llmlab.config import Config, GenerationConfig, check_key
 from llmlab.errors import UserError
-from llmlab.io import write_parquet, write_text
-from llmlab.runtime import require_device, resolve_precision
-from llmlab.sft_data.chat import END_OF_TURN, load_tokenizer
-from llmlab.train import (
+from llmlab.io import write_parquet
+from llmlab.runtime import (
     Runtime,
-    check_model_dir,
+    check_prepared_model,
     check_quantization_available,
     load_base_model,
-    load_metrics,
+    require_device,
+    resolve_precision,
 )
+from llmlab.schemas import BASE_SYSTEM as BASE
+from llmlab.schemas import GENERATIONS_SCHEMA
+from llmlab.sft_data.chat import END_OF_TURN, load_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-
-BASE = "base"  # the `system` label of the model without an adapter
-
-GENERATIONS_SCHEMA = {
-    "prompt_id": pl.Int64,
-    "prompt": pl.String,
-    "system": pl.String,
-    "answer": pl.String,
-    "new_tokens": pl.Int64,
-    "finished": pl.Boolean,  # stopped by eos / end of turn, not by max_new_tokens
-}
 
 
 @dataclass(frozen=True)
@@ -181,116 +169,12 @@ def compare_generations(
 # --------------------------------------------------------------------------- tables
 
 
-def markdown_cell(text: str) -> str:
-    """Text that stays inside one GitHub table cell and renders as written.
-
-    HTML-escaped (model output may contain tags or `<|eot_id|>`-like markers), pipes escaped,
-    newlines as <br>.
-    """
-    text = html.escape(text.strip(), quote=False).replace("|", "\\|")
-    return "<br>".join(line.rstrip() for line in text.splitlines()) or "*(empty)*"
-
-
-def _decoding(gen: GenerationConfig) -> str:
-    if gen.do_sample:
-        how = f"sampling, temperature {gen.temperature}, top_p {gen.top_p}"
-    else:
-        how = "greedy"
-    return (
-        f"{how}, repetition_penalty {gen.repetition_penalty}, "
-        f"max_new_tokens {gen.max_new_tokens}, seed {gen.seed}"
-    )
-
-
-def generations_markdown(df: pl.DataFrame, systems: Sequence[str], gen: GenerationConfig) -> str:
-    """A side-by-side table: one row per prompt, one column per system."""
-    header = [
-        "#",
-        "prompt",
-        *(f"{s} (no adapter)" if s == BASE else f"variant {s}" for s in systems),
-    ]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---:"] + ["---"] * (len(header) - 1)) + "|",
-    ]
-    for (prompt_id,), group in df.group_by(["prompt_id"], maintain_order=True):
-        by_system = {r["system"]: r for r in group.iter_rows(named=True)}
-        cells = [str(prompt_id + 1), markdown_cell(group["prompt"][0])]
-        for system in systems:
-            row = by_system[system]
-            cell = markdown_cell(row["answer"])
-            if not row["finished"]:
-                cell += " *(cut at max_new_tokens)*"
-            cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    note = (
-        f"Each prompt is a user turn in the project's chat template; decoding: {_decoding(gen)}. "
-        f"`{BASE}` is the same base model with the adapters disabled."
-    )
-    return "\n".join(lines) + "\n\n" + note + "\n"
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def loss_markdown(metrics: Sequence[Mapping[str, Any]]) -> str:
-    """Held-out loss and perplexity per variant, with the base model on the same eval set."""
-    header = [
-        "variant",
-        "held-out loss",
-        "perplexity",
-        "base loss",
-        "base perplexity",
-        "eval tokens",
-        "steps",
-        "LoRA r / alpha",
-        "learning rate",
-        "trainable params",
-        "train time (s)",
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 10) + "|"]
-    for m in metrics:
-        lora, training = m.get("lora", {}), m.get("training", {})
-        cells = [
-            str(m["variant"]),
-            _fmt(m["eval_loss"]),
-            _fmt(m["perplexity"], 2),
-            _fmt(m.get("base_eval_loss")),
-            _fmt(m.get("base_perplexity"), 2),
-            _fmt(m.get("eval_tokens")),
-            _fmt(m.get("steps")),
-            f"{lora.get('r', '–')} / {lora.get('alpha', '–')}",
-            f"{training['learning_rate']:g}" if "learning_rate" in training else "–",
-            f"{m['trainable_params']:,}" if m.get("trainable_params") else "–",
-            _fmt(m.get("train_runtime_s"), 0),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    note = (
-        "Loss: mean cross-entropy (nats) over every assistant token of the variant's eval "
-        "split; base: the same model without the adapter on the same tokens. Variants may "
-        "have different eval splits (their data filters differ)."
-    )
-    return "\n".join(lines) + "\n\n" + note + "\n"
-
-
-# --------------------------------------------------------------------------- stage
-
-
 def _adapter_map(cfg: Config, adapters: Sequence[Path]) -> dict[str, Path]:
     """Variant name (the adapter folder's name) -> folder, checked against sft.variants."""
     out: dict[str, Path] = {}
     for path in adapters:
         name = path.name
-        if name not in cfg.sft.variants:
-            raise UserError(
-                f"{path}: adapter folder name {name!r} is not a key of sft.variants "
-                f"({', '.join(cfg.sft.variants)})"
-            )
+        check_key(name, cfg.sft.variants, flag=f"{path}: adapter folder name", where="sft.variants")
         if name in out:
             raise UserError(f"{path}: two adapters for variant {name!r}")
         if not (path / "adapter_config.json").is_file():
@@ -300,31 +184,16 @@ def _adapter_map(cfg: Config, adapters: Sequence[Path]) -> dict[str, Path]:
 
 
 def run_compare_generations(
-    cfg: Config,
-    model_dir: Path,
-    adapters: list[Path],
-    metrics: list[Path],
-    generations: Path,
-    table: Path,
-    loss_table: Path,
+    cfg: Config, model_dir: Path, adapters: list[Path], generations: Path
 ) -> None:
-    """compare_generations: generate with base + adapters; write parquet and two tables."""
+    """compare_generations: generate with base + adapters; write the answers (parquet)."""
     require_device(cfg.device)
     gen = cfg.sft.generation
     device = cfg.device
     if gen.quantize:
         check_quantization_available(device, "sft.generation.quantize")
-    check_model_dir(model_dir)
+    check_prepared_model(model_dir)
     adapter_paths = _adapter_map(cfg, adapters)
-    variant_metrics = {}
-    for path in metrics:
-        m = load_metrics(path)
-        if m["variant"] not in adapter_paths:
-            raise UserError(f"{path}: metrics of variant {m['variant']!r}, which has no adapter")
-        variant_metrics[m["variant"]] = m
-    missing = sorted(set(adapter_paths) - set(variant_metrics))
-    if missing:
-        raise UserError(f"--metrics: no metrics.json for variant(s) {', '.join(missing)}")
     for name in adapter_paths:
         if cfg.sft.variants[name].quantize != gen.quantize:
             log.warning(
@@ -351,8 +220,6 @@ def run_compare_generations(
     systems = [BASE, *variants]
     df = compare_generations(model, tokenizer, systems, gen)
     write_parquet(df, generations)
-    write_text(generations_markdown(df, systems, gen), table)
-    write_text(loss_markdown([variant_metrics[v] for v in variants]), loss_table)
     unfinished = df.filter(~pl.col("finished"))
     log.info(
         "%d answers, %d cut at max_new_tokens (%s)",

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmlab.config import Config, TokenizerConversion
+from llmlab.config import Config, TokenizerConversion, check_key
 from llmlab.errors import UserError
 from llmlab.hub import is_network_error
 from llmlab.io import atomic_dir, default_mode
@@ -121,7 +121,7 @@ def prepare_model(
             raise TypeError(f"unknown model source type {type(source).__name__}")
         if tokenizer is not None:
             provenance["tokenizer"] = convert_tokenizer(tmp, tokenizer)
-        check_model_dir(tmp, what="prepared model")
+        check_hf_folder(tmp, what="prepared model")
         description = describe_model_dir(tmp, source, provenance)
         (tmp / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2) + "\n")
         _relax_permissions(tmp)
@@ -146,8 +146,12 @@ def _missing_parts(names: set[str]) -> list[str]:
     return missing
 
 
-def check_model_dir(path: Path, *, what: str = "model folder") -> None:
-    """Raise ModelSourceError naming `path` unless it holds config, weights and a tokenizer."""
+def check_hf_folder(path: Path, *, what: str = "model folder") -> None:
+    """Raise ModelSourceError naming `path` unless it holds config, weights and a tokenizer.
+
+    prepare_model's check of a local source and of the folder it built; the stages that read a
+    prepared folder check it with `llmlab.runtime.check_prepared_model`.
+    """
     path = Path(path)
     if not path.is_dir():
         raise ModelSourceError(f"{what} {path} does not exist or is not a directory")
@@ -380,7 +384,7 @@ def _copy_local(
     source: LocalModel, dest: Path, tokenizer: TokenizerConversion | None
 ) -> dict[str, Any]:
     src = source.path.expanduser()
-    check_model_dir(src, what="local model folder (models.<key>.source.path)")
+    check_hf_folder(src, what="local model folder (models.<key>.source.path)")
     files = select_model_files(p.name for p in src.iterdir() if p.is_file())
     check_tokenizer_setting(files, tokenizer, f"local model folder {src}")
     weights = set(_weight_files(files))
@@ -620,8 +624,7 @@ def _package_versions_of(dists: Iterable[str]) -> dict[str, str]:
 
 def run_prepare_model(cfg: Config, model: str, out: Path) -> None:
     """Stage prepare_model: models.<model>.source -> a local HF folder at `out`."""
-    if model not in cfg.models:
-        raise UserError(f"--model: {model!r} is not a key of models ({', '.join(cfg.models)})")
+    check_key(model, cfg.models, flag="--model:", where="models")
     spec = cfg.models[model]
     try:
         description = prepare_model(spec.source, out, dtype=spec.dtype, tokenizer=spec.tokenizer)

@@ -21,48 +21,32 @@ import polars as pl
 
 from llmlab.config import Config
 from llmlab.errors import UserError
-from llmlab.io import read_json, write_text
+from llmlab.io import read_json, read_parquet, write_text
 from llmlab.run_metadata import git_state, hardware, package_versions, rule_durations
+from llmlab.schemas import BASE_SYSTEM, GENERATIONS_SCHEMA
+from llmlab.tables import (
+    FILTERS,
+    eval_tables,
+    generations_table,
+    loss_table,
+    p_value,
+    pct,
+    pts,
+)
 
 log = logging.getLogger(__name__)
 
 TEMPLATE = "report.md.j2"
+# Files of the package this module reads: the report stage depends on them (llmlab.stages).
+PACKAGE_DATA = ("templates/report.md.j2",)
 
 
 # --------------------------------------------------------------------------- formatting
 
 
-def pct(x: float | None, digits: int = 1) -> str:
-    return "–" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def pts(x: float | None) -> str:
-    """A difference of two proportions, in percentage points."""
-    return "–" if x is None else f"{100 * x:+.1f} pts"
-
-
-def p_value(p: float | None) -> str:
-    if p is None:
-        return "–"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def num(x: float | int | None, digits: int = 2) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, int) or float(x).is_integer():
-        return f"{int(x):,}"
-    return f"{x:,.{digits}f}"
-
-
 def to_json(value: Any) -> str:
     """Compact JSON that keeps non-ASCII text readable (Russian regexes, topics)."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def md_escape(text: Any) -> str:
-    """A value safe inside a markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 # --------------------------------------------------------------------------- conclusions
@@ -196,9 +180,31 @@ def figure_links(
     ]
 
 
-def _variant_of(path: Path) -> str:
-    """data/sft/<variant>/funnel.json, results/sft/<variant>/metrics.json -> <variant>."""
-    return path.parent.name
+def by_variant(paths: list[Path], variants: list[str]) -> dict[str, dict[str, Any]]:
+    """Per-variant JSON documents (funnel, metrics, train log) keyed by the `variant` each one
+    records, checked to be exactly `variants` (sft.variants)."""
+    docs = {}
+    for path in paths:
+        doc = read_json(path)
+        name = doc.get("variant") if isinstance(doc, dict) else None
+        if name not in variants or name in docs:
+            raise UserError(f"{path}: records variant {name!r}; expected one of {variants}, once")
+        docs[name] = doc
+    if set(docs) != set(variants):
+        raise UserError(f"no file for variant(s) {sorted(set(variants) - set(docs))}")
+    return {v: docs[v] for v in variants}
+
+
+def per_variant_files(paths: list[Path], variants: list[str], what: str) -> dict[str, Path]:
+    """Per-variant files, one per sft.variants entry in its order (the rules expand them so)."""
+    if len(paths) != len(variants):
+        raise UserError(f"--{what}: {len(paths)} files for {len(variants)} variants {variants}")
+    for path, variant in zip(paths, variants, strict=True):
+        if variant not in Path(path).stem:
+            raise UserError(
+                f"--{what}: {path} does not name variant {variant!r} (order: {variants})"
+            )
+    return dict(zip(variants, paths, strict=True))
 
 
 def _need(paths: dict[str, Path | list[Path]]) -> None:
@@ -222,13 +228,31 @@ def durations_by_rule(durations: pl.DataFrame) -> list[dict[str, Any]]:
     )
 
 
-def build_context(cfg: Config, inputs: dict[str, Any], out: Path) -> dict[str, Any]:
+def render_tables(cfg: Config, inputs: dict[str, Any]) -> dict[str, str]:
+    """Every table of the report, rendered from the stages' data files."""
+    variants = list(cfg.sft.variants)
+    generations = read_parquet(inputs["generations"], GENERATIONS_SCHEMA)
+    sft_metrics = by_variant(inputs["sft_metrics"], variants)
+    return {
+        "eval_table": eval_tables(read_json(inputs["eval_summary"])),
+        "loss_table": loss_table(list(sft_metrics.values())),
+        "generations_table": generations_table(
+            generations, [BASE_SYSTEM, *variants], cfg.sft.generation
+        ),
+    }
+
+
+def build_context(
+    cfg: Config, inputs: dict[str, Any], out: Path, tables: dict[str, str], files: dict[str, Path]
+) -> dict[str, Any]:
+    """What the template renders; `tables` by name, `files`: the tables' output paths."""
     report_dir = out.parent
     rel = lambda p: os.path.relpath(p, report_dir)  # noqa: E731
+    variants = list(cfg.sft.variants)
     summary = read_json(inputs["eval_summary"])
-    funnels = {_variant_of(p): read_json(p) for p in inputs["funnels"]}
-    sft_metrics = {_variant_of(p): read_json(p) for p in inputs["sft_metrics"]}
-    train_logs = {_variant_of(p): read_json(p) for p in inputs["train_logs"]}
+    funnels = by_variant(inputs["funnels"], variants)
+    sft_metrics = by_variant(inputs["sft_metrics"], variants)
+    train_logs = by_variant(inputs["train_logs"], variants)
     durations = rule_durations(inputs.get("benchmarks"))
     per_rule = durations_by_rule(durations)
     summary_fig = summary.get("figures", {})
@@ -258,25 +282,30 @@ def build_context(cfg: Config, inputs: dict[str, Any], out: Path) -> dict[str, A
         "saiga": read_json(inputs["saiga_stats"]),
         "saiga_figures": figure_links(inputs["saiga_figures"], report_dir),
         "eval": summary,
-        "eval_table": Path(inputs["eval_table"]).read_text(encoding="utf-8").strip(),
+        **{name: text.strip() for name, text in tables.items()},
+        "rnn_figure": rel(inputs["rnn_figure"]),
         "eval_figures": {
             name: rel(Path(inputs["eval_figures"]) / file) for name, file in summary_fig.items()
         },
         "eval_conclusions": eval_conclusions(summary),
         "funnels": funnels,
         "funnel_figures": {
-            _variant_from_png(p, "funnel_"): rel(p) for p in inputs["funnel_figures"]
+            v: rel(p)
+            for v, p in per_variant_files(
+                inputs["funnel_figures"], variants, "funnel-figures"
+            ).items()
         },
         "sft_model": cfg.sft.model,
         "sft_metrics": sft_metrics,
         "train_logs": train_logs,
-        "loss_curves": {_variant_from_png(p, "loss_"): rel(p) for p in inputs["loss_curves"]},
+        "loss_curves": {
+            v: rel(p)
+            for v, p in per_variant_files(inputs["loss_curves"], variants, "loss-curves").items()
+        },
         "sft_conclusions": sft_conclusions(sft_metrics, funnels),
-        "loss_table": Path(inputs["loss_table"]).read_text(encoding="utf-8").strip(),
-        "generations_table": Path(inputs["generations_table"]).read_text(encoding="utf-8").strip(),
         "files": {
             k: rel(v) if not isinstance(v, list) else [rel(x) for x in v]
-            for k, v in inputs.items()
+            for k, v in {**inputs, **files}.items()
             if v is not None
         },
     }
@@ -298,10 +327,6 @@ def source_label(source: dict[str, Any]) -> str:
     return f"`{source}`"
 
 
-def _variant_from_png(path: Path, prefix: str) -> str:
-    return Path(path).stem.removeprefix(prefix)
-
-
 def _model_meta(folder: Path) -> dict[str, Any]:
     meta = folder / "llmlab_model.json"
     return read_json(meta) if meta.exists() else {}
@@ -317,16 +342,32 @@ def render(context: dict[str, Any]) -> str:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=pct, pts=pts, p=p_value, num=num, md=md_escape, json=to_json)
+    env.filters.update(FILTERS, p=p_value, md=FILTERS["md_cell"], json=to_json)
     return env.get_template(TEMPLATE).render(**context)
 
 
 # --------------------------------------------------------------------------- stage
 
 
-def run_report(cfg: Config, *, out: Path, benchmarks: Path | None = None, **inputs: Any) -> None:
-    """Stage report: read every result, render reports/report.md."""
+def run_report(
+    cfg: Config,
+    *,
+    out: Path,
+    eval_table: Path,
+    generations_table: Path,
+    loss_table: Path,
+    benchmarks: Path | None = None,
+    **inputs: Any,
+) -> None:
+    """Stage report: read every result, render reports/report.md and its tables."""
     _need({k: v for k, v in inputs.items() if v is not None})
-    text = render(build_context(cfg, {**inputs, "benchmarks": benchmarks}, out))
+    tables = render_tables(cfg, inputs)
+    files = {"eval_table": eval_table, "generations_table": generations_table}
+    files["loss_table"] = loss_table
+    context = build_context(cfg, {**inputs, "benchmarks": benchmarks}, out, tables, files)
+    text = render(context)
+    # Everything is rendered before anything is written: a failure leaves no partial output.
+    for name, path in files.items():
+        write_text(tables[name], path)
     write_text(text, out)
     log.info("report: %s (%d lines)", out, text.count("\n"))

@@ -1,4 +1,5 @@
-"""Where the model stages run: the configured device, checked before any work, and precision.
+"""How the model stages run Hugging Face models: the configured device, checked before any
+work, precision, the 4-bit quantization config, and the checked loading of a prepared model.
 
 `device` in params.yaml (`cuda` in the full preset, `cpu` in the demo) is the device of every
 stage that runs a model (eval_llm, train_lora, compare_generations). Nothing falls back: a
@@ -6,23 +7,26 @@ run configured for CUDA that cannot use a GPU stops at start with one line namin
 looked for (torch's CUDA build, the NVIDIA driver, the visible devices). A quiet CPU fallback
 would run an 8B QLoRA on a compute node's CPU for days until the wall-time kill.
 
-torch is imported inside the functions, so importing this module stays cheap.
+Used by train_lora, compare_generations and eval_llm. torch, transformers and bitsandbytes are
+imported inside the functions, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llmlab.errors import UserError
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel
 
 Device = Literal["cuda", "cpu"]
 Precision = Literal["bf16", "fp16", "fp32"]
@@ -201,3 +205,108 @@ def torch_dtype(precision: Precision) -> torch.dtype:
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+# --------------------------------------------------------------------------- model folders
+
+
+def check_prepared_model(model_dir: Path) -> None:
+    """Raise UserError naming `model_dir` unless it is a model folder (it has config.json).
+
+    The check of every stage that reads a folder written by prepare_model (eval_llm, train_lora,
+    compare_generations); prepare_model checked the folder whole before publishing it
+    (config, weights, tokenizer: `llmlab.models.check_hf_folder`).
+    """
+    if not (model_dir / "config.json").is_file():
+        raise UserError(
+            f"{model_dir}: not a model folder (no config.json; run prepare_model first)"
+        )
+
+
+# --------------------------------------------------------------------------- model loading
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Device-dependent choices of one run, resolved from the config and the device."""
+
+    device: Device
+    precision: Precision
+    optim: str
+    quantize: bool
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch_dtype(self.precision)
+
+
+def check_quantization_available(device: str, where: str) -> None:
+    """Raise UserError (naming `where`) unless bitsandbytes 4-bit can run on `device`."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(
+            f"{where}: true needs bitsandbytes, which is not installed "
+            "(pip install bitsandbytes, or the gpu/cpu extra); or set it to false"
+        )
+    import bitsandbytes
+
+    supported = getattr(bitsandbytes, "supported_torch_devices", set())
+    if device not in supported:
+        raise UserError(
+            f"{where}: true, but bitsandbytes {bitsandbytes.__version__} has no 4-bit backend "
+            f"for device {device!r} (it supports {', '.join(sorted(supported)) or 'none'}); "
+            "set it to false to train LoRA on the full-precision model"
+        )
+
+
+def quantization_config(runtime: Runtime) -> Any:
+    """The QLoRA 4-bit config: NF4, double quantisation, compute in the run's precision."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=runtime.dtype,
+    )
+
+
+def keep_4bit_layout_trainable(model: PreTrainedModel) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for its CPU inference kernel.
+
+    bitsandbytes on a CPU with AVX512-BF16 repacks a 4-bit weight into an inference-only
+    layout the first time it runs without grad in eval mode (any evaluation); later training
+    steps then get wrong LoRA gradients (no gradient flows back through the repacked layers).
+    Keeping the trainable layout makes evaluation during 4-bit training safe
+    (tests/test_train.py checks the gradients). No effect on GPUs (the repacking is CPU-only).
+    Returns the number of layers set.
+    """
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return 0
+    import bitsandbytes as bnb
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit) and hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
+def load_base_model(model_dir: Path, runtime: Runtime) -> PreTrainedModel:
+    """Load the causal LM of `model_dir` 4-bit (if `runtime.quantize`) or in the run's dtype."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": runtime.dtype}
+    if runtime.quantize:
+        kwargs["quantization_config"] = quantization_config(runtime)
+    if runtime.device == "cuda":
+        import torch
+
+        # A quantized model cannot be moved after loading: place it on this process's GPU.
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"{model_dir}: cannot load the model ({' '.join(str(err).split())})"
+        ) from None

@@ -1,8 +1,11 @@
-"""The two raw datasets as tables: column schemas and the value sets their columns hold.
+"""Every file contract between stages: the column schemas of the tables they pass on, the value
+sets those columns hold, and the keys of the JSON files other stages read.
 
-One definition serves the synthetic generators (`llmlab.synthetic`), the loaders
-(`llmlab.acquire`) and the stages that read `data/raw/*.parquet`, so a synthetic demo table
-and the real hub table are checked against the same thing.
+One definition serves the writer and every reader: the synthetic generators
+(`llmlab.synthetic`) and the loaders (`llmlab.acquire`) of the raw datasets, so a synthetic
+demo table and the real hub table are checked against the same thing; the split files; the
+SFT dialogues; the predictions every evaluated system writes; the generations; the metrics of
+train_lora.
 
 Sources of the saiga facts: shared/data/SAIGA_SCHEMA.md (the dataset card's metadata and the
 dataset author's public pipeline code).
@@ -10,9 +13,14 @@ dataset author's public pipeline code).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import polars as pl
+
+from llmlab.errors import UserError
 
 # ---------------------------------------------------------------------------------------
 # IMDB (`scikit-learn/imdb`: the Kaggle "IMDB Dataset.csv")
@@ -22,6 +30,32 @@ IMDB_SCHEMA = pl.Schema({"review": pl.String, "sentiment": pl.String})
 
 # Sorted, so code that enumerates labels (prompts, confusion matrices) has one fixed order.
 SENTIMENTS: tuple[str, ...] = ("negative", "positive")
+
+# split_imdb's train/test/val files: the raw columns plus the stable row id.
+SPLIT_SCHEMA = pl.Schema({"review_id": pl.Int64, **IMDB_SCHEMA})
+
+# The predictions table every evaluated system writes, LLM or baseline, whoever produced it.
+# One row per (system, review). A *system* is one way of producing labels: a model with a
+# prompt, shot count, few-shot strategy, backend and calibration, or a baseline. `eval_summary`
+# reads these files only, so anything scored here is comparable with everything else.
+PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "system": pl.Utf8(),  # unique, human-readable id, e.g. "instruct_lm/system/5shot/balanced"
+    "model": pl.Utf8(),  # key of `models`, or "tfidf" / "rnn"
+    "prompt": pl.Utf8(),  # key of eval.prompts; "-" for baselines
+    "shots": pl.Int64(),  # in-context examples; 0 for baselines
+    "strategy": pl.Utf8(),  # few-shot strategy; "-" when shots == 0 or for baselines
+    "backend": pl.Utf8(),  # "vllm", "transformers", "tfidf", "rnn"
+    "calibration": pl.Utf8(),  # "none", "contextual", ...
+    "review_id": pl.Int64(),  # row id of the review in data/raw/imdb.parquet
+    "gold": pl.Utf8(),
+    "prediction": pl.Utf8(),  # a label, or null when the output was not a label
+    "valid": pl.Boolean(),  # prediction is one of the labels (never coerced)
+    "raw_output": pl.Utf8(),  # what the engine produced, verbatim
+    # log P(label) normalized over the labels, in eval.labels order (calibrated in calibrated
+    # rows, whose prediction is their argmax; vLLM's uncalibrated prediction is its choice text)
+    "label_scores": pl.List(pl.Float64()),
+    "seconds": pl.Float64(),  # wall time attributed to this prompt (batch time / batch size)
+}
 
 # ---------------------------------------------------------------------------------------
 # saiga (`IlyaGusev/saiga_scored`)
@@ -53,6 +87,10 @@ SAIGA_SCHEMA = pl.Schema(
 SAIGA_OPTIONAL_SCHEMA = pl.Schema({"score_explanation": pl.String})
 
 SAIGA_FULL_SCHEMA = pl.Schema({**SAIGA_SCHEMA, **SAIGA_OPTIONAL_SCHEMA})
+
+# The dialogues of rename_roles and format_chat (and train_lora's train/eval files): the
+# `messages` column, whatever else a file carries.
+MESSAGES_SCHEMA = pl.Schema({"messages": pl.List(MESSAGE_DTYPE)})
 
 SAIGA_ROLES: tuple[str, ...] = ("system", "user", "bot")
 SAIGA_LANGUAGES: tuple[str, ...] = ("Russian", "English", "Ukrainian", "Mixed")
@@ -137,3 +175,37 @@ def contains_bad_phrase(text: str, phrases: Iterable[str] = BAD_PHRASES) -> bool
     """True if `text`, lowercased, contains one of `phrases` (the is_bad_by_regex rule)."""
     lowered = text.lower()
     return any(phrase in lowered for phrase in phrases)
+
+
+# ---------------------------------------------------------------------------------------
+# SFT: generations and train_lora metrics
+# ---------------------------------------------------------------------------------------
+
+# compare_generations' parquet: one row per (prompt, system).
+# The `system` of results/sft/generations.parquet rows of the model without an adapter.
+BASE_SYSTEM = "base"
+GENERATIONS_SCHEMA = {
+    "prompt_id": pl.Int64,
+    "prompt": pl.String,
+    "system": pl.String,
+    "answer": pl.String,
+    "new_tokens": pl.Int64,
+    "finished": pl.Boolean,  # stopped by eos / end of turn, not by max_new_tokens
+}
+
+# Keys every train_lora metrics.json has (it holds more: see llmlab.train.run_train_lora).
+TRAIN_METRICS_KEYS: tuple[str, ...] = ("variant", "eval_loss", "perplexity")
+
+
+def load_train_metrics(path: Path) -> dict[str, Any]:
+    """A train_lora metrics.json (for compare_generations and the report)."""
+    if not path.is_file():
+        raise UserError(f"{path}: metrics file does not exist (run train_lora first)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    missing = [k for k in TRAIN_METRICS_KEYS if k not in data]
+    if missing:
+        raise UserError(f"{path}: not a train_lora metrics file (missing {', '.join(missing)})")
+    return data

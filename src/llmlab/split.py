@@ -22,9 +22,6 @@ from llmlab.schemas import IMDB_SCHEMA, SENTIMENTS
 
 log = logging.getLogger(__name__)
 
-# What the three split files hold: the raw columns plus the stable row id.
-SPLIT_SCHEMA = pl.Schema({"review_id": pl.Int64, **IMDB_SCHEMA})
-
 
 def check_imdb(df: pl.DataFrame, where: str) -> None:
     """Raise UserError naming `where` if the raw table is not usable for splitting."""

@@ -16,17 +16,18 @@ One code path for both presets; only `sft.variants.<variant>` values and the dev
 - Checkpoints go every `save_steps` into the `--checkpoints` folder, which is not a stage
   output (Snakemake/DVC delete outputs before a rerun). A rerun resumes from the last complete
   checkpoint with `trainer.train(resume_from_checkpoint=...)`, but only if the stored
-  fingerprint (config, device choices, data, model, template, this module) matches; otherwise
-  the stale checkpoints are discarded with a warning.
+  fingerprint (config, device choices, data, model, template, this module and llmlab.runtime)
+  matches; otherwise the stale checkpoints are discarded with a warning.
 - Held-out loss: during training every `eval_steps` (the trainer's own evaluation, for the
   curve), and after training, token-weighted over every assistant token of eval.parquet, with
   the adapter and with it disabled (the base model on the same tokens) for metrics.json.
 
 bitsandbytes on a CPU with AVX512-BF16 repacks a 4-bit weight into an inference-only layout
-the first time it runs without grad in eval mode (any evaluation); later training steps then
-get wrong LoRA gradients (no gradient flows back through the repacked layers). The training
-model object therefore keeps the trainable layout (`keep_4bit_layout_trainable`), which makes
-evaluation during 4-bit training safe; tests/test_train.py checks the gradients.
+the first time it runs without grad in eval mode (any evaluation), after which LoRA gradients
+are wrong. The training model object therefore keeps the trainable layout
+(`llmlab.runtime.keep_4bit_layout_trainable`), which makes evaluation during 4-bit training
+safe; tests/test_train.py checks the gradients. Device checks, precision, the 4-bit config and
+model loading are llmlab.runtime's, shared with compare_generations and eval_llm.
 
 torch, transformers, peft and trl are imported inside the functions that need them, so
 `python -m llmlab --help` and config errors stay instant.
@@ -35,8 +36,6 @@ torch, transformers, peft and trl are imported inside the functions that need th
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import json
 import logging
 import math
 import shutil
@@ -47,26 +46,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
-import polars as pl
 import seaborn as sns
 
-from llmlab.config import Config, SftVariant
+import llmlab.runtime
+from llmlab.config import Config, SftVariant, check_key
 from llmlab.errors import UserError
 from llmlab.io import atomic_dir, read_json, read_parquet, write_json
 from llmlab.plots import save_figure, setup_theme
-from llmlab.runtime import Device, Precision, require_device, resolve_precision, torch_dtype
-from llmlab.schemas import MESSAGE_DTYPE
+from llmlab.runtime import (
+    Runtime,
+    check_prepared_model,
+    check_quantization_available,
+    keep_4bit_layout_trainable,
+    load_base_model,
+    require_device,
+    resolve_precision,
+)
+from llmlab.schemas import MESSAGES_SCHEMA
 from llmlab.sft_data.chat import Conversation, load_tokenizer, to_conversations, validate_dialogues
 
 if TYPE_CHECKING:
-    import torch
     from datasets import Dataset
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
     from trl import SFTConfig, SFTTrainer
 
 log = logging.getLogger(__name__)
 
-MESSAGES_SCHEMA = {"messages": pl.List(MESSAGE_DTYPE)}
 FINGERPRINT_FILE = "llmlab_fingerprint.json"
 # bitsandbytes optimizers: 8-bit states and paged (CUDA unified memory) variants.
 BNB_OPTIMIZERS = frozenset({"adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"})
@@ -74,38 +79,6 @@ BNB_OPTIMIZERS = frozenset({"adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit
 TRAINER_STATE = "trainer_state.json"
 
 # --------------------------------------------------------------------------- device choices
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Device-dependent choices of one run, resolved from the config and the device."""
-
-    device: Device
-    precision: Precision
-    optim: str
-    quantize: bool
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch_dtype(self.precision)
-
-
-def check_quantization_available(device: str, where: str) -> None:
-    """Raise UserError (naming `where`) unless bitsandbytes 4-bit can run on `device`."""
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError(
-            f"{where}: true needs bitsandbytes, which is not installed "
-            "(pip install bitsandbytes, or the gpu/cpu extra); or set it to false"
-        )
-    import bitsandbytes
-
-    supported = getattr(bitsandbytes, "supported_torch_devices", set())
-    if device not in supported:
-        raise UserError(
-            f"{where}: true, but bitsandbytes {bitsandbytes.__version__} has no 4-bit backend "
-            f"for device {device!r} (it supports {', '.join(sorted(supported)) or 'none'}); "
-            "set it to false to train LoRA on the full-precision model"
-        )
 
 
 def resolve_runtime(spec: SftVariant, device: str, where: str) -> Runtime:
@@ -121,66 +94,6 @@ def resolve_runtime(spec: SftVariant, device: str, where: str) -> Runtime:
         # bitsandbytes' 8-bit and paged optimizers are CUDA kernels.
         optim = "adamw_torch"
     return Runtime(device=device, precision=precision, optim=optim, quantize=spec.quantize)  # type: ignore[arg-type]
-
-
-# --------------------------------------------------------------------------- model
-
-
-def quantization_config(runtime: Runtime) -> Any:
-    """The QLoRA 4-bit config: NF4, double quantisation, compute in the run's precision."""
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=runtime.dtype,
-    )
-
-
-def keep_4bit_layout_trainable(model: PreTrainedModel) -> int:
-    """Stop bitsandbytes from repacking 4-bit weights for its CPU inference kernel.
-
-    See the module docstring: after the repacking, gradients no longer flow through the
-    layer. No effect on GPUs (the repacking is CPU-only). Returns the number of layers set.
-    """
-    if importlib.util.find_spec("bitsandbytes") is None:
-        return 0
-    import bitsandbytes as bnb
-
-    count = 0
-    for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit) and hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
-            count += 1
-    return count
-
-
-def load_base_model(model_dir: Path, runtime: Runtime) -> PreTrainedModel:
-    """Load the causal LM of `model_dir` 4-bit (if `runtime.quantize`) or in the run's dtype."""
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = {"dtype": runtime.dtype}
-    if runtime.quantize:
-        kwargs["quantization_config"] = quantization_config(runtime)
-    if runtime.device == "cuda":
-        import torch
-
-        # A quantized model cannot be moved after loading: place it on this process's GPU.
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
-    try:
-        return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
-    except (OSError, ValueError) as err:
-        raise UserError(
-            f"{model_dir}: cannot load the model ({' '.join(str(err).split())})"
-        ) from None
-
-
-def check_model_dir(model_dir: Path) -> None:
-    if not (model_dir / "config.json").is_file():
-        raise UserError(
-            f"{model_dir}: not a model folder (no config.json; run prepare_model first)"
-        )
 
 
 # --------------------------------------------------------------------------- data
@@ -410,7 +323,10 @@ def run_fingerprint(
         "eval_data": file_digest(eval),
         "model": folder_digest(model_dir),
         "chat_template": _sha256_bytes(template.encode()),
-        "code": _sha256_bytes(Path(__file__).read_bytes()),
+        # This module and llmlab.runtime (model loading, the 4-bit config).
+        "code": _sha256_bytes(
+            Path(__file__).read_bytes() + Path(llmlab.runtime.__file__).read_bytes()
+        ),
     }
 
 
@@ -546,14 +462,6 @@ def save_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, out: Path) -> N
 # --------------------------------------------------------------------------- stage
 
 
-def _variant(cfg: Config, variant: str) -> SftVariant:
-    if variant not in cfg.sft.variants:
-        raise UserError(
-            f"--variant {variant!r} is not a key of sft.variants ({', '.join(cfg.sft.variants)})"
-        )
-    return cfg.sft.variants[variant]
-
-
 def run_train_lora(
     cfg: Config,
     variant: str,
@@ -570,10 +478,11 @@ def run_train_lora(
     from transformers import set_seed
 
     require_device(cfg.device)
-    spec = _variant(cfg, variant)
+    check_key(variant, cfg.sft.variants, flag="--variant", where="sft.variants")
+    spec = cfg.sft.variants[variant]
     where = f"sft.variants.{variant}"
     runtime = resolve_runtime(spec, cfg.device, where)
-    check_model_dir(model_dir)
+    check_prepared_model(model_dir)
     train_dialogues = read_dialogues(train)
     eval_dialogues = read_dialogues(eval)
     tokenizer = load_tokenizer(model_dir)
@@ -639,17 +548,3 @@ def run_train_lora(
     write_json(metrics_json, metrics)
     save_figure(plot_loss_curve(log_json, metrics_json), curve)
     log.info("adapter written to %s", adapter)
-
-
-def load_metrics(path: Path) -> dict[str, Any]:
-    """A train_lora metrics.json (for compare_generations and the report)."""
-    if not path.is_file():
-        raise UserError(f"{path}: metrics file does not exist (run train_lora first)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    missing = [k for k in ("variant", "eval_loss", "perplexity") if k not in data]
-    if missing:
-        raise UserError(f"{path}: not a train_lora metrics file (missing {', '.join(missing)})")
-    return data

@@ -509,6 +509,29 @@ def check_heldout_size(rows: int, n_labels: int, cfg: RnnConfig, where: str) -> 
         )
 
 
+def plot_history(history: dict[str, Any], path: Path) -> None:
+    """Loss and accuracy per epoch (train vs held-out) from the history document."""
+    import matplotlib.pyplot as plt
+
+    from llmlab.plots import save_figure, setup_theme
+
+    setup_theme()
+    df = pl.DataFrame(history["epochs"])
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for split in ("train", "heldout"):
+            col = f"{split}_{metric}"
+            if col in df.columns:
+                ax.plot(df["epoch"], df[col], marker="o", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"RNN {metric}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend()
+    fig.suptitle("RNN baseline training curve", fontweight="bold")
+    save_figure(fig, path)
+
+
 def run_baseline_rnn(
     cfg: Config,
     train: Path,
@@ -516,10 +539,11 @@ def run_baseline_rnn(
     predictions: Path,
     metrics: Path,
     history: Path,
+    figure: Path,
     model_out: Path,
 ) -> None:
     """Stage: train on `train`, score the `val` rows; write predictions, metrics, the per-epoch
-    history and the model folder."""
+    history (and its figure) and the model folder."""
     labels = cfg.eval.labels
     rnn_cfg = cfg.baselines.rnn
     train_df = read_split(train, labels, require_every_label=True)
@@ -552,7 +576,9 @@ def run_baseline_rnn(
     document = metrics_document(preds, training, cfg)
     with atomic_dir(model_out) as tmp:
         save_rnn(trained, tmp)
-    write_json(history_document(trained, fit_seconds), history)
+    history_doc = history_document(trained, fit_seconds)
+    write_json(history_doc, history)
+    plot_history(history_doc, figure)
     write_parquet(preds, predictions)
     write_json(document, metrics)
     log.info(

@@ -15,9 +15,8 @@ import polars as pl
 from llmlab.config import Config
 from llmlab.errors import UserError
 from llmlab.eval.metrics import system_metrics
-from llmlab.eval.schema import PREDICTIONS_SCHEMA
 from llmlab.io import read_parquet
-from llmlab.split import SPLIT_SCHEMA
+from llmlab.schemas import PREDICTIONS_SCHEMA, SPLIT_SCHEMA
 
 
 def check_split(

@@ -1,6 +1,6 @@
 """Metrics of one system's predictions, and paired tests between two systems.
 
-Input is a predictions table in `llmlab.eval.schema.PREDICTIONS_SCHEMA` (only `review_id`,
+Input is a predictions table in `llmlab.schemas.PREDICTIONS_SCHEMA` (only `review_id`,
 `gold`, `prediction`, `valid` and `seconds` are read). An invalid prediction (an output that
 is not a label) counts as wrong: it lowers accuracy and the recall of its gold label, and is
 reported separately as the invalid rate; it is never mapped to a label.

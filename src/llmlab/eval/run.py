@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from llmlab.config import Config, EvalConfig, PlainFormat
+from llmlab.config import Config, EvalConfig, PlainFormat, check_key
 from llmlab.errors import UserError
 from llmlab.eval.backends import Backend, Prediction, make_backend
 from llmlab.eval.calibration import (
@@ -40,10 +40,9 @@ from llmlab.eval.fewshot import (
 )
 from llmlab.eval.metrics import system_metrics
 from llmlab.eval.prompts import Prompt, build_prompt, truncate_reviews
-from llmlab.eval.schema import PREDICTIONS_SCHEMA
 from llmlab.io import read_parquet, write_json, write_parquet
-from llmlab.runtime import require_device
-from llmlab.split import SPLIT_SCHEMA
+from llmlab.runtime import check_prepared_model, require_device
+from llmlab.schemas import PREDICTIONS_SCHEMA, SPLIT_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -395,12 +394,9 @@ def metrics_by_system(predictions: pl.DataFrame, eval_cfg: EvalConfig) -> dict[s
 def _check_inputs(
     cfg: Config, model: str, shots: int, model_dir: Path, train: Path, val: Path
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    if model not in cfg.eval.models:
-        raise UserError(f"--model: {model!r} is not in eval.models ({', '.join(cfg.eval.models)})")
-    if shots not in cfg.eval.shots:
-        raise UserError(f"--shots: {shots} is not in eval.shots {cfg.eval.shots}")
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"{model_dir}: not a model folder (no config.json); run prepare_model")
+    check_key(model, cfg.eval.models, flag="--model:", where="eval.models")
+    check_key(shots, cfg.eval.shots, flag="--shots:", where="eval.shots")
+    check_prepared_model(model_dir)
     train_df = read_parquet(train, SPLIT_SCHEMA)
     val_df = read_parquet(val, SPLIT_SCHEMA)
     for path, df in ((train, train_df), (val, val_df)):

@@ -24,9 +24,9 @@ import seaborn as sns
 from llmlab.config import Config, EvalConfig
 from llmlab.errors import UserError
 from llmlab.eval.metrics import paired_comparison, system_metrics
-from llmlab.eval.schema import PREDICTIONS_SCHEMA
-from llmlab.io import atomic_dir, read_json, read_parquet, write_json, write_text
+from llmlab.io import atomic_dir, read_parquet, write_json
 from llmlab.plots import save_figure, setup_theme
+from llmlab.schemas import PREDICTIONS_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +216,10 @@ def fewshot_effect(
 
 
 def summarize(
-    predictions: pl.DataFrame, eval_cfg: EvalConfig, rnn_history: Any = None
+    predictions: pl.DataFrame, eval_cfg: EvalConfig
 ) -> tuple[dict[str, Any], pl.DataFrame]:
-    """The summary document and the systems table (for the markdown and the figures)."""
+    """The summary document (the report renders its tables) and the systems table (for the
+    figures)."""
     n_reviews = check_same_reviews(predictions)
     table, metrics = systems_table(predictions, eval_cfg)
     best = best_system(table)
@@ -243,141 +244,9 @@ def summarize(
         "llm_vs_baseline": llm_vs_baseline,
         "fewshot_effect": fewshot_effect(predictions, table, eval_cfg),
         "calibration_gains": calibration_gains(predictions, table, eval_cfg),
-        "rnn_history": rnn_history,
         "notes": [SELECTION_NOTE],
     }
     return summary, table
-
-
-# --------------------------------------------------------------------------- markdown
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
-
-
-def _p(x: float) -> str:
-    return "<0.001" if x < 0.001 else f"{x:.3f}"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def render_markdown(summary: dict[str, Any]) -> str:
-    """reports/tables/eval.md: the systems table, calibration, few-shot and baseline tests."""
-    n = summary["n_reviews"]
-    rows = [
-        [
-            s["model"],
-            s["prompt"],
-            s["shots"],
-            s["strategy"],
-            s["backend"],
-            s["calibration"],
-            f"{_pct(s['accuracy'])} [{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]",
-            _pct(s["macro_f1"]),
-            _pct(s["predicted_positive_rate"]),
-            _pct(s["invalid_rate"]),
-            "–" if s["prompts_per_second"] is None else f"{s['prompts_per_second']:.1f}",
-        ]
-        for s in summary["systems"]
-    ]
-    parts = [
-        f"### All systems ({n} validation reviews; percentages, 95% bootstrap CI)",
-        "",
-        markdown_table(
-            [
-                "Model",
-                "Prompt",
-                "Shots",
-                "Strategy",
-                "Backend",
-                "Calibration",
-                "Accuracy [95% CI]",
-                "Macro-F1",
-                "Pred. positive",
-                "Invalid",
-                "Prompts/s",
-            ],
-            rows,
-        ),
-    ]
-    gains = summary["calibration_gains"]
-    if gains:
-        parts += [
-            "",
-            "### Calibration (same system, uncalibrated vs calibrated; McNemar p)",
-            "",
-            markdown_table(
-                [
-                    "Model",
-                    "Prompt",
-                    "Shots",
-                    "Strategy",
-                    "Calibration",
-                    "Accuracy uncal.",
-                    "Accuracy cal.",
-                    "Gain [95% CI]",
-                    "Pred. positive uncal. → cal.",
-                    "p",
-                ],
-                [
-                    [
-                        g["model"],
-                        g["prompt"],
-                        g["shots"],
-                        g["strategy"],
-                        g["calibration"],
-                        f"{_pct(g['accuracy_uncalibrated'])} "
-                        f"[{_pct(g['accuracy_uncalibrated_ci'][0])}, "
-                        f"{_pct(g['accuracy_uncalibrated_ci'][1])}]",
-                        f"{_pct(g['accuracy_calibrated'])} "
-                        f"[{_pct(g['accuracy_calibrated_ci'][0])}, "
-                        f"{_pct(g['accuracy_calibrated_ci'][1])}]",
-                        f"{100 * g['gain']:+.1f} [{100 * g['gain_ci'][0]:+.1f}, "
-                        f"{100 * g['gain_ci'][1]:+.1f}]",
-                        f"{_pct(g['predicted_positive_rate_uncalibrated'])} → "
-                        f"{_pct(g['predicted_positive_rate_calibrated'])}",
-                        _p(g["mcnemar"]["p_value"]),
-                    ]
-                    for g in gains
-                ],
-            ),
-        ]
-    tests = []
-    for model, by_shots in summary["fewshot_effect"]["best"].items():
-        for shots, entry in by_shots.items():
-            for label, t in entry.items():
-                if t:
-                    tests.append([f"{model}: best {shots} vs best 0-shot ({label})", t])
-    if summary["llm_vs_baseline"]:
-        tests.append(["best LLM vs best baseline", summary["llm_vs_baseline"]])
-    if tests:
-        parts += [
-            "",
-            "### Paired tests (accuracy difference A − B, McNemar)",
-            "",
-            markdown_table(
-                ["Comparison", "A", "B", "Difference [95% CI]", "A only / B only", "p"],
-                [
-                    [
-                        name,
-                        t["a"],
-                        t["b"],
-                        f"{100 * t['difference']:+.1f} [{100 * t['difference_ci'][0]:+.1f}, "
-                        f"{100 * t['difference_ci'][1]:+.1f}]",
-                        f"{t['mcnemar']['only_a']} / {t['mcnemar']['only_b']}",
-                        f"{_p(t['mcnemar']['p_value'])} ({t['mcnemar']['method']})",
-                    ]
-                    for name, t in tests
-                ],
-            ),
-        ]
-    parts += ["", f"Note: {SELECTION_NOTE}", ""]
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- figures
@@ -540,28 +409,6 @@ def plot_calibration(summary: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def plot_rnn_history(history: Any, path: Path) -> bool:
-    """Loss and accuracy per epoch of the RNN baseline (train vs held-out)."""
-    epochs = history.get("epochs") if isinstance(history, dict) else None
-    if not epochs:
-        return False
-    df = pl.DataFrame(epochs)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        for split in ("train", "heldout"):
-            col = f"{split}_{metric}"
-            if col in df.columns:
-                ax.plot(df["epoch"], df[col], marker="o", label=split)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.set_title(f"RNN {metric}")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend()
-    fig.suptitle("RNN baseline training curve", fontweight="bold")
-    save_figure(fig, path)
-    return True
-
-
 def confusion_systems(summary: dict[str, Any], table: pl.DataFrame) -> list[str]:
     """The best system per model and shot count, and each baseline."""
     picked = []
@@ -586,36 +433,22 @@ def write_figures(summary: dict[str, Any], table: pl.DataFrame, folder: Path) ->
         made["strategies"] = "strategies.png"
     if plot_calibration(summary, folder / "calibration.png"):
         made["calibration"] = "calibration.png"
-    if plot_rnn_history(summary["rnn_history"], folder / "rnn_history.png"):
-        made["rnn_history"] = "rnn_history.png"
     return made
 
 
 # --------------------------------------------------------------------------- stage
 
 
-def run_eval_summary(
-    cfg: Config,
-    *,
-    predictions: list[Path],
-    rnn_history: Path,
-    summary: Path,
-    table: Path,
-    figures: Path,
-) -> None:
-    """CLI layer of eval-summary: read every predictions file, write JSON, markdown, figures."""
-    if not rnn_history.exists():
-        raise UserError(f"{rnn_history}: input file does not exist (run baseline_rnn first)")
-    history = read_json(rnn_history)
+def run_eval_summary(cfg: Config, *, predictions: list[Path], summary: Path, figures: Path) -> None:
+    """CLI layer of eval-summary: read every predictions file, write the JSON and figures."""
     preds = load_predictions(predictions)
     unknown = sorted(set(preds["gold"].unique().to_list()) - set(cfg.eval.labels))
     if unknown:
         raise UserError(f"predictions: gold labels {unknown} are not in eval.labels")
-    doc, systems = summarize(preds, cfg.eval, history)
+    doc, systems = summarize(preds, cfg.eval)
     log.info(
         "%d systems on %d reviews; best %s", systems.height, doc["n_reviews"], doc["best_system"]
     )
     with atomic_dir(figures) as tmp:
         doc["figures"] = write_figures(doc, systems, tmp)
-    write_text(render_markdown(doc), table)
     write_json(doc, summary)

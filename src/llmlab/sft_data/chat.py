@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEMPLATE_RESOURCE = "chat_template.jinja"
+# Files of the package this module reads: stages that import it depend on them (llmlab.stages).
+PACKAGE_DATA = ("chat_template.jinja",)
 END_OF_TURN = "<|eot_id|>"
 TRAINING_ROLES: tuple[str, ...] = ("system", "user", "assistant")
 # Texts per call of the Rust tokenizer: large enough to amortise the call, small enough to

@@ -1,13 +1,10 @@
-"""What the two raw datasets look like: statistics JSON and one figure per question.
+"""saiga (`saiga_analytics`): what the raw chat data looks like, one figure per question.
 
-saiga (`saiga_analytics`): distributions of language, topic, complexity, judge score, source
-and turns; the cross-views that decide the SFT filter (score by topic, complexity by
-language); and length statistics of bot replies (characters and tokens of the SFT tokenizer)
-and of dialogues (messages, turns), overall and for the Russian subset.
-
-IMDB (`imdb_analytics`): label balance and review length (characters, words) by label.
-
-Figures are written under stable names (FIGURES_SAIGA, FIGURES_IMDB) that the report embeds.
+Distributions of language, topic, complexity, judge score, source and turns; the cross-views
+that decide the SFT filter (score by topic, complexity by language); and length statistics
+of bot replies (characters and tokens of the SFT tokenizer) and of dialogues (messages,
+turns), overall and for the Russian subset. Figures are written under stable names
+(FIGURES_SAIGA) that the report embeds.
 """
 
 from __future__ import annotations
@@ -19,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from llmlab.analytics.common import distribution, length_summary
 from llmlab.config import Config
 from llmlab.errors import UserError
 from llmlab.io import atomic_dir, read_parquet, write_json
-from llmlab.schemas import IMDB_SCHEMA, SAIGA_SCHEMA, SAIGA_TOPICS, SENTIMENTS
+from llmlab.schemas import SAIGA_SCHEMA, SAIGA_TOPICS
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
@@ -44,34 +42,6 @@ FIGURES_SAIGA = (
     "saiga_turns",
     "saiga_reply_tokens",
 )
-FIGURES_IMDB = ("imdb_labels", "imdb_review_words")
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def length_summary(values: pl.Series) -> dict[str, float | int | None]:
-    """mean, min, median, p95 (linear interpolation) and max of a numeric series."""
-    if values.len() == 0:
-        return {"mean": None, "min": None, "median": None, "p95": None, "max": None}
-    return {
-        "mean": round(float(values.mean()), 2),
-        "min": int(values.min()),
-        "median": float(values.median()),
-        "p95": round(float(values.quantile(0.95, "linear")), 2),
-        "max": int(values.max()),
-    }
-
-
-def distribution(df: pl.DataFrame, column: str) -> list[dict[str, Any]]:
-    """Rows and share per value of `column`, most frequent first (ties: value order)."""
-    counts = (
-        df.group_by(column)
-        .len("rows")
-        .with_columns(share=(pl.col("rows") / df.height).round(4))
-        .sort(["rows", column], descending=[True, False], nulls_last=True)
-    )
-    return [{"value": v, "rows": r, "share": s} for v, r, s in counts.iter_rows()]
 
 
 def with_topic_group(df: pl.DataFrame) -> pl.DataFrame:
@@ -427,114 +397,3 @@ def run_saiga_analytics(
 
 
 # --------------------------------------------------------------------------- IMDB
-
-
-def with_review_lengths(df: pl.DataFrame) -> pl.DataFrame:
-    """Add `chars` (raw) and `words` (whitespace-separated, `<br />` tags count as spaces)."""
-    return df.with_columns(
-        chars=pl.col("review").str.len_chars(),
-        words=pl.col("review").str.replace_all(r"<br\s*/?>", " ").str.count_matches(r"\S+"),
-    )
-
-
-def imdb_statistics(df: pl.DataFrame) -> dict[str, Any]:
-    """Label balance, review lengths by label and overall, duplicates and `<br />` markup."""
-    df = with_review_lengths(df)
-    by_label = {
-        label: {
-            "rows": part.height,
-            "chars": length_summary(part["chars"]),
-            "words": length_summary(part["words"]),
-        }
-        for label in SENTIMENTS
-        for part in [df.filter(pl.col("sentiment") == label)]
-    }
-    return {
-        "rows": df.height,
-        "labels": distribution(df, "sentiment"),
-        "lengths": {
-            "all": {"chars": length_summary(df["chars"]), "words": length_summary(df["words"])},
-            **by_label,
-        },
-        "duplicate_reviews": int(df.height - df["review"].n_unique()),
-        "share_with_br_tags": round(
-            float(df["review"].str.contains("<br", literal=True).mean()), 4
-        ),
-    }
-
-
-def imdb_figures(df: pl.DataFrame) -> dict[str, plt.Figure]:
-    """The IMDB figures by file stem (FIGURES_IMDB)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from llmlab.plots import LABEL_PALETTE
-
-    df = with_review_lengths(df)
-    figs: dict[str, plt.Figure] = {}
-    labels = df.group_by("sentiment").len("rows").sort("sentiment").to_pandas()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.barplot(
-        data=labels,
-        x="sentiment",
-        y="rows",
-        hue="sentiment",
-        palette=LABEL_PALETTE,
-        ax=ax,
-        legend=False,
-    )
-    for container in ax.containers:
-        ax.bar_label(
-            container,
-            labels=[f"{v:,.0f} ({v / df.height:.1%})" for v in container.datavalues],
-            fontsize=9,
-        )
-    ax.set(title="Are the labels balanced?", xlabel="sentiment", ylabel="reviews")
-    ax.margins(y=0.12)
-    figs["imdb_labels"] = fig
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    sns.histplot(
-        data=df.select("words", "sentiment").to_pandas(),
-        x="words",
-        hue="sentiment",
-        palette=LABEL_PALETTE,
-        log_scale=True,
-        bins=50,
-        element="step",
-        stat="percent",
-        common_norm=False,
-        ax=ax,
-    )
-    medians = ", ".join(
-        f"{label} {df.filter(pl.col('sentiment') == label)['words'].median():.0f}"
-        for label in SENTIMENTS
-    )
-    ax.set(
-        title=f"How long are the reviews? (median words: {medians})",
-        xlabel="words per review (log scale)",
-        ylabel="% of the label's reviews",
-    )
-    figs["imdb_review_words"] = fig
-    return figs
-
-
-def run_imdb_analytics(cfg: Config, input: Path, figures: Path, stats: Path) -> None:
-    """imdb_analytics: statistics JSON and figures of the raw IMDB table."""
-    from llmlab.plots import save_figure, setup_theme
-
-    df = read_parquet(input, IMDB_SCHEMA)
-    if df.height == 0:
-        raise UserError(f"{input}: no rows")
-    unknown = sorted(set(df["sentiment"].drop_nulls().unique()) - set(SENTIMENTS))
-    if unknown or df["sentiment"].null_count():
-        raise UserError(
-            f"{input}: column 'sentiment' has values outside {SENTIMENTS}: {unknown or [None]}"
-        )
-    result = imdb_statistics(df)
-    setup_theme()
-    figs = imdb_figures(df)
-    with atomic_dir(figures) as tmp:
-        for stem, fig in figs.items():
-            save_figure(fig, tmp / f"{stem}.png", dpi=cfg.analytics.dpi)
-    write_json(result, stats)

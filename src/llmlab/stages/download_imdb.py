@@ -1,0 +1,24 @@
+"""Fetch imdb.source (hub / local file / generator) into a schema-checked parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from llmlab.config import Config
+from llmlab.stages import Out
+
+PARAMS = ("imdb.source",)
+ONLINE = True
+
+
+def run(
+    cfg: Config,
+    *,
+    out: Annotated[Path, Out("parquet")],
+    meta: Annotated[Path, Out("provenance JSON")],
+) -> None:
+    from llmlab.acquire import run_download
+    from llmlab.synthetic.imdb import generate_imdb
+
+    run_download(cfg, "imdb", out=out, meta=meta, generate=generate_imdb)

@@ -1,0 +1,234 @@
+"""The report's tables and the one set of formatting filters every number goes through.
+
+Compute stages write data (JSON, parquet); the report stage renders every table from it with
+these functions, embeds them in reports/report.md and also writes them to reports/tables/ for
+readers who want a table alone. The same filters are the Jinja filters of the report template,
+so a percentage, a difference or a p-value reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from llmlab.config import GenerationConfig
+from llmlab.schemas import BASE_SYSTEM as BASE
+
+DASH = "–"  # a missing value
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    """A proportion as a percentage: 0.612 -> "61.2%"."""
+    return DASH if x is None else f"{100 * x:.{digits}f}%"
+
+
+def pts(x: float | None) -> str:
+    """A difference of two proportions, in percentage points: 0.032 -> "+3.2 pts"."""
+    return DASH if x is None else f"{100 * x:+.1f} pts"
+
+
+def with_ci(value: str, low: str, high: str) -> str:
+    return f"{value} [{low}, {high}]"
+
+
+def p_value(p: float | None) -> str:
+    if p is None:
+        return DASH
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def num(x: float | int | None, digits: int = 2) -> str:
+    if x is None:
+        return DASH
+    if isinstance(x, int) or float(x).is_integer():
+        return f"{int(x):,}"
+    return f"{x:,.{digits}f}"
+
+
+def md_cell(text: Any) -> str:
+    """Any value as one GitHub table cell that renders as written: HTML-escaped (model output
+    may hold tags or `<|eot_id|>`-like markers), pipes escaped, newlines as <br>."""
+    text = html.escape(str(text).strip(), quote=False).replace("|", "\\|")
+    return "<br>".join(line.rstrip() for line in text.splitlines()) or "*(empty)*"
+
+
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()
+) -> str:
+    """A GitHub table; columns whose index is in `numeric` are right-aligned."""
+    align = ["---:" if i in numeric else "---" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+FILTERS = {"pct": pct, "pts": pts, "p_value": p_value, "num": num, "md_cell": md_cell}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _ci(value: float | None, ci: Sequence[float | None]) -> str:
+    return with_ci(pct(value), pct(ci[0]), pct(ci[1]))
+
+
+def _diff_ci(value: float, ci: Sequence[float]) -> str:
+    return with_ci(pts(value), pts(ci[0]), pts(ci[1]))
+
+
+def eval_tables(summary: Mapping[str, Any]) -> str:
+    """All systems, calibration gains and paired tests of results/eval/summary.json."""
+    n = summary["n_reviews"]
+    systems = [
+        [
+            s["model"],
+            s["prompt"],
+            s["shots"],
+            s["strategy"],
+            s["backend"],
+            s["calibration"],
+            _ci(s["accuracy"], (s["ci_low"], s["ci_high"])),
+            pct(s["macro_f1"]),
+            pct(s["predicted_positive_rate"]),
+            pct(s["invalid_rate"]),
+            num(s["prompts_per_second"], 1),
+        ]
+        for s in summary["systems"]
+    ]
+    headers = ["Model", "Prompt", "Shots", "Strategy", "Backend", "Calibration"]
+    headers += ["Accuracy [95% CI]", "Macro-F1", "Pred. positive", "Invalid", "Prompts/s"]
+    parts = [
+        f"### All systems ({n} validation reviews; 95% bootstrap CI)",
+        "",
+        markdown_table(headers, systems, numeric=range(6, 11)),
+    ]
+    gains = summary["calibration_gains"]
+    if gains:
+        rows = [
+            [
+                g["model"],
+                g["prompt"],
+                g["shots"],
+                g["strategy"],
+                g["calibration"],
+                _ci(g["accuracy_uncalibrated"], g["accuracy_uncalibrated_ci"]),
+                _ci(g["accuracy_calibrated"], g["accuracy_calibrated_ci"]),
+                _diff_ci(g["gain"], g["gain_ci"]),
+                f"{pct(g['predicted_positive_rate_uncalibrated'])} → "
+                f"{pct(g['predicted_positive_rate_calibrated'])}",
+                p_value(g["mcnemar"]["p_value"]),
+            ]
+            for g in gains
+        ]
+        headers = ["Model", "Prompt", "Shots", "Strategy", "Calibration", "Accuracy uncal."]
+        headers += ["Accuracy cal.", "Gain [95% CI]", "Pred. positive uncal. → cal.", "McNemar"]
+        parts += [
+            "",
+            "### Calibration (the same system, uncalibrated vs calibrated)",
+            "",
+            markdown_table(headers, rows, numeric=range(5, 10)),
+        ]
+    tests = []
+    for model, by_shots in summary["fewshot_effect"]["best"].items():
+        for shots, entry in by_shots.items():
+            for label, t in entry.items():
+                if t:
+                    tests.append([f"{model}: best {shots} vs best 0-shot ({label})", t])
+    if summary["llm_vs_baseline"]:
+        tests.append(["best LLM vs best baseline", summary["llm_vs_baseline"]])
+    if tests:
+        rows = [
+            [
+                name,
+                t["a"],
+                t["b"],
+                _diff_ci(t["difference"], t["difference_ci"]),
+                f"{t['mcnemar']['only_a']} / {t['mcnemar']['only_b']}",
+                f"{p_value(t['mcnemar']['p_value'])} ({t['mcnemar']['method']})",
+            ]
+            for name, t in tests
+        ]
+        headers = ["Comparison", "A", "B", "Difference [95% CI]", "A only / B only", "McNemar"]
+        parts += [
+            "",
+            "### Paired tests (accuracy difference A − B)",
+            "",
+            markdown_table(headers, rows, numeric=(3, 4)),
+        ]
+    parts += ["", *(f"Note: {note}" for note in summary.get("notes", [])), ""]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- SFT
+
+
+def _decoding(gen: GenerationConfig) -> str:
+    if gen.do_sample:
+        how = f"sampling, temperature {gen.temperature}, top_p {gen.top_p}"
+    else:
+        how = "greedy"
+    return (
+        f"{how}, repetition_penalty {gen.repetition_penalty}, "
+        f"max_new_tokens {gen.max_new_tokens}, seed {gen.seed}"
+    )
+
+
+def generations_table(df: pl.DataFrame, systems: Sequence[str], gen: GenerationConfig) -> str:
+    """Side by side: one row per prompt of results/sft/generations.parquet, one column per
+    system (`base`, then the variants)."""
+    headers = ["#", "prompt"]
+    headers += [f"{s} (no adapter)" if s == BASE else f"variant {s}" for s in systems]
+    rows = []
+    for (prompt_id,), group in df.group_by(["prompt_id"], maintain_order=True):
+        by_system = {r["system"]: r for r in group.iter_rows(named=True)}
+        cells = [str(prompt_id + 1), md_cell(group["prompt"][0])]
+        for system in systems:
+            row = by_system[system]
+            cell = md_cell(row["answer"])
+            if not row["finished"]:
+                cell += " *(cut at max_new_tokens)*"
+            cells.append(cell)
+        rows.append(cells)
+    note = (
+        f"Each prompt is a user turn in the project's chat template; decoding: {_decoding(gen)}. "
+        f"`{BASE}` is the same base model with the adapters disabled."
+    )
+    return markdown_table(headers, rows, numeric=(0,)) + "\n\n" + note + "\n"
+
+
+def loss_table(metrics: Sequence[Mapping[str, Any]]) -> str:
+    """Held-out loss and perplexity per variant (results/sft/<variant>/metrics.json), with the
+    base model on the same tokens."""
+    headers = ["variant", "held-out loss", "perplexity", "base loss", "base perplexity"]
+    headers += ["eval tokens", "steps", "LoRA r / alpha", "learning rate", "trainable params"]
+    headers += ["train time (s)"]
+    rows = []
+    for m in metrics:
+        lora, training = m.get("lora", {}), m.get("training", {})
+        rows.append(
+            [
+                str(m["variant"]),
+                num(m["eval_loss"], 3),
+                num(m["perplexity"]),
+                num(m.get("base_eval_loss"), 3),
+                num(m.get("base_perplexity")),
+                num(m.get("eval_tokens")),
+                num(m.get("steps")),
+                f"{lora.get('r', DASH)} / {lora.get('alpha', DASH)}",
+                f"{training['learning_rate']:g}" if "learning_rate" in training else DASH,
+                num(m.get("trainable_params")),
+                num(m.get("train_runtime_s"), 0),
+            ]
+        )
+    note = (
+        "Loss: mean cross-entropy (nats) over every assistant token of the variant's eval "
+        "split; base: the same model without the adapter on the same tokens. Variants may "
+        "have different eval splits (their data filters differ)."
+    )
+    return markdown_table(headers, rows, numeric=range(1, 11)) + "\n\n" + note + "\n"
