@@ -38,7 +38,7 @@ test: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
-# Cheapest first: a lint failure fails in seconds. snakefmt reads [tool.snakefmt] in pyproject.toml.
+# Cheapest first: a lint failure fails in seconds. snakefmt runs with its defaults.
 lint: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" ruff check src tests scripts
 	PATH="$(abspath $(BIN)):$$PATH" ruff format --check src tests scripts

@@ -13,15 +13,15 @@ rule imdb_analytics:
             category="1. IMDB",
         ),
         stats="reports/tables/imdb_stats.json",
-    params:
-        preset=PRESET,
-        config=config_of("imdb_analytics"),
-    conda:
-        "../environment.yml"
     log:
         "logs/imdb_analytics.log",
     benchmark:
         "benchmarks/imdb_analytics.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("imdb_analytics"),
     shell:
         stage_shell("imdb_analytics")
 
@@ -39,14 +39,14 @@ rule saiga_analytics:
             category="3. SFT data",
         ),
         stats="reports/tables/saiga_stats.json",
-    params:
-        preset=PRESET,
-        config=config_of("saiga_analytics"),
-    conda:
-        "../environment.yml"
     log:
         "logs/saiga_analytics.log",
     benchmark:
         "benchmarks/saiga_analytics.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("saiga_analytics"),
     shell:
         stage_shell("saiga_analytics")

@@ -7,15 +7,15 @@ rule download_imdb:
     output:
         out="data/raw/imdb.parquet",
         meta="data/raw/imdb.json",
-    params:
-        preset=PRESET,
-        config=config_of("download_imdb"),
-    conda:
-        "../environment.yml"
     log:
         "logs/download_imdb.log",
     benchmark:
         "benchmarks/download_imdb.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("download_imdb"),
     shell:
         stage_shell("download_imdb")
 
@@ -26,15 +26,15 @@ rule download_saiga:
     output:
         out="data/raw/saiga.parquet",
         meta="data/raw/saiga.json",
-    params:
-        preset=PRESET,
-        config=config_of("download_saiga"),
-    conda:
-        "../environment.yml"
     log:
         "logs/download_saiga.log",
     benchmark:
         "benchmarks/download_saiga.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("download_saiga"),
     shell:
         stage_shell("download_saiga")
 
@@ -44,15 +44,15 @@ rule prepare_model:
         code=stage_code("prepare_model"),
     output:
         out=directory("models/pretrained/{model}"),
-    params:
-        preset=PRESET,
-        config=config_of("prepare_model"),
-    conda:
-        "../environment.yml"
     log:
         "logs/prepare_model/{model}.log",
     benchmark:
         "benchmarks/prepare_model/{model}.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("prepare_model"),
     shell:
         stage_shell("prepare_model")
 
@@ -65,14 +65,14 @@ rule split_imdb:
         train="data/imdb/train.parquet",
         test="data/imdb/test.parquet",
         val="data/imdb/val.parquet",
-    params:
-        preset=PRESET,
-        config=config_of("split_imdb"),
-    conda:
-        "../environment.yml"
     log:
         "logs/split_imdb.log",
     benchmark:
         "benchmarks/split_imdb.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("split_imdb"),
     shell:
         stage_shell("split_imdb")

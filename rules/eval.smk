@@ -16,20 +16,20 @@ rule eval_llm:
     output:
         predictions="results/eval/{model}/{shots}shot/predictions.parquet",
         metrics="results/eval/{model}/{shots}shot/metrics.json",
-    params:
-        preset=PRESET,
-        config=config_of("eval_llm"),
-    conda:
-        "../environment.yml"
     log:
         "logs/eval_llm/{model}/{shots}shot.log",
     benchmark:
         "benchmarks/eval_llm/{model}/{shots}shot.tsv"
+    conda:
+        "../environment.yml"
     threads: 8
     resources:
         gpu=1,
         mem_mb=32000,
         runtime=120,
+    params:
+        preset=PRESET,
+        config=config_of("eval_llm"),
     shell:
         stage_shell("eval_llm")
 
@@ -43,16 +43,16 @@ rule baseline_tfidf:
         predictions="results/eval/tfidf/predictions.parquet",
         metrics="results/eval/tfidf/metrics.json",
         model_out="models/baselines/tfidf.joblib",
-    params:
-        preset=PRESET,
-        config=config_of("baseline_tfidf"),
-    conda:
-        "../environment.yml"
     log:
         "logs/baseline_tfidf.log",
     benchmark:
         "benchmarks/baseline_tfidf.tsv"
+    conda:
+        "../environment.yml"
     threads: 2
+    params:
+        preset=PRESET,
+        config=config_of("baseline_tfidf"),
     shell:
         stage_shell("baseline_tfidf")
 
@@ -72,16 +72,16 @@ rule baseline_rnn:
             category="2. Sentiment evaluation",
         ),
         model_out=directory("models/baselines/rnn"),
-    params:
-        preset=PRESET,
-        config=config_of("baseline_rnn"),
-    conda:
-        "../environment.yml"
     log:
         "logs/baseline_rnn.log",
     benchmark:
         "benchmarks/baseline_rnn.tsv"
+    conda:
+        "../environment.yml"
     threads: 8
+    params:
+        preset=PRESET,
+        config=config_of("baseline_rnn"),
     shell:
         stage_shell("baseline_rnn")
 
@@ -102,14 +102,14 @@ rule eval_summary:
             caption="../reports/captions/eval_figures.rst",
             category="2. Sentiment evaluation",
         ),
-    params:
-        preset=PRESET,
-        config=config_of("eval_summary"),
-    conda:
-        "../environment.yml"
     log:
         "logs/eval_summary.log",
     benchmark:
         "benchmarks/eval_summary.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("eval_summary"),
     shell:
         stage_shell("eval_summary")

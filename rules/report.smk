@@ -8,13 +8,21 @@ rule report:
         saiga_stats="reports/tables/saiga_stats.json",
         saiga_figures="reports/figures/saiga",
         funnels=expand("data/sft/{variant}/funnel.json", variant=CFG.sft.variants),
-        funnel_figures=expand("reports/figures/sft/funnel_{variant}.png", variant=CFG.sft.variants),
+        funnel_figures=expand(
+            "reports/figures/sft/funnel_{variant}.png", variant=CFG.sft.variants
+        ),
         eval_summary="results/eval/summary.json",
         eval_figures="reports/figures/eval",
         rnn_figure="reports/figures/baselines/rnn_history.png",
-        train_logs=expand("results/sft/{variant}/train_log.json", variant=CFG.sft.variants),
-        sft_metrics=expand("results/sft/{variant}/metrics.json", variant=CFG.sft.variants),
-        loss_curves=expand("reports/figures/sft/loss_{variant}.png", variant=CFG.sft.variants),
+        train_logs=expand(
+            "results/sft/{variant}/train_log.json", variant=CFG.sft.variants
+        ),
+        sft_metrics=expand(
+            "results/sft/{variant}/metrics.json", variant=CFG.sft.variants
+        ),
+        loss_curves=expand(
+            "reports/figures/sft/loss_{variant}.png", variant=CFG.sft.variants
+        ),
         generations="results/sft/generations.parquet",
         code=stage_code("report"),
     output:
@@ -31,16 +39,16 @@ rule report:
             category="4. SFT",
         ),
         loss_table="reports/tables/sft_loss.md",
+    log:
+        "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
+    conda:
+        "../environment.yml"
     params:
         preset=PRESET,
         config=config_of("report"),
         # Durations of the other rules; read if present (Snakemake writes them, DVC does not).
         benchmarks="benchmarks",
-    conda:
-        "../environment.yml"
-    log:
-        "logs/report.log",
-    benchmark:
-        "benchmarks/report.tsv"
     shell:
         stage_shell("report")

@@ -15,15 +15,15 @@ rule filter_saiga:
             category="3. SFT data",
             subcategory="{variant}",
         ),
-    params:
-        preset=PRESET,
-        config=config_of("filter_saiga"),
-    conda:
-        "../environment.yml"
     log:
         "logs/filter_saiga/{variant}.log",
     benchmark:
         "benchmarks/filter_saiga/{variant}.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("filter_saiga"),
     shell:
         stage_shell("filter_saiga")
 
@@ -34,15 +34,15 @@ rule rename_roles:
         code=stage_code("rename_roles"),
     output:
         out="data/sft/{variant}/renamed.parquet",
-    params:
-        preset=PRESET,
-        config=config_of("rename_roles"),
-    conda:
-        "../environment.yml"
     log:
         "logs/rename_roles/{variant}.log",
     benchmark:
         "benchmarks/rename_roles/{variant}.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("rename_roles"),
     shell:
         stage_shell("rename_roles")
 
@@ -55,14 +55,14 @@ rule format_chat:
     output:
         train="data/sft/{variant}/train.parquet",
         eval="data/sft/{variant}/eval.parquet",
-    params:
-        preset=PRESET,
-        config=config_of("format_chat"),
-    conda:
-        "../environment.yml"
     log:
         "logs/format_chat/{variant}.log",
     benchmark:
         "benchmarks/format_chat/{variant}.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("format_chat"),
     shell:
         stage_shell("format_chat")

@@ -17,23 +17,23 @@ rule train_lora:
             category="4. SFT",
             subcategory="{variant}",
         ),
+    log:
+        "logs/train_lora/{variant}.log",
+    benchmark:
+        "benchmarks/train_lora/{variant}.tsv"
+    conda:
+        "../environment.yml"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=48000,
+        runtime=240,
     params:
         preset=PRESET,
         config=config_of("train_lora"),
         # Outside the outputs on purpose: Snakemake and DVC delete outputs before a rerun,
         # and the checkpoints are what lets an interrupted run resume.
         checkpoints="checkpoints/{variant}",
-    conda:
-        "../environment.yml"
-    log:
-        "logs/train_lora/{variant}.log",
-    benchmark:
-        "benchmarks/train_lora/{variant}.tsv"
-    threads: 8
-    resources:
-        gpu=1,
-        mem_mb=48000,
-        runtime=240,
     shell:
         stage_shell("train_lora")
 
@@ -45,19 +45,19 @@ rule compare_generations:
         code=stage_code("compare_generations"),
     output:
         generations="results/sft/generations.parquet",
-    params:
-        preset=PRESET,
-        config=config_of("compare_generations"),
-    conda:
-        "../environment.yml"
     log:
         "logs/compare_generations.log",
     benchmark:
         "benchmarks/compare_generations.tsv"
+    conda:
+        "../environment.yml"
     threads: 8
     resources:
         gpu=1,
         mem_mb=32000,
         runtime=60,
+    params:
+        preset=PRESET,
+        config=config_of("compare_generations"),
     shell:
         stage_shell("compare_generations")
