@@ -67,6 +67,11 @@ class Check:
         return f"{self.status:<4}  {self.name:<22} {self.detail}"
 
 
+def _one_line(err: BaseException, limit: int | None = None) -> str:
+    """An exception as one line for a FAIL check: its class and message, whitespace folded."""
+    return " ".join(f"{type(err).__name__}: {err}".split())[:limit]
+
+
 def _gib(n: float) -> str:
     return f"{n / GiB:.1f} GiB"
 
@@ -399,24 +404,13 @@ def check_sources(cfg: Config, root: Path) -> tuple[list[Check], bool]:
     api, gated, sizes = HfApi(), [], 0
     for key, source, _out in pending:
         try:
-            if isinstance(source, HubModel):
-                info = api.model_info(
-                    source.hub,
-                    revision=source.revision,
-                    files_metadata=True,
-                    timeout=HUB_TIMEOUT_S,
-                )
-                sizes += sum(s.size or 0 for s in info.siblings or [])
-            else:
-                info = api.dataset_info(
-                    source.hub,
-                    revision=source.revision,
-                    files_metadata=True,
-                    timeout=HUB_TIMEOUT_S,
-                )
-                sizes += sum(s.size or 0 for s in info.siblings or [])
+            repo_info = api.model_info if isinstance(source, HubModel) else api.dataset_info
+            info = repo_info(
+                source.hub, revision=source.revision, files_metadata=True, timeout=HUB_TIMEOUT_S
+            )
+            sizes += sum(s.size or 0 for s in info.siblings or [])
         except Exception as err:  # noqa: BLE001 - every failure becomes one FAIL line
-            cause = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+            cause = _one_line(err, 200)
             if is_network_error(err):
                 checks.append(
                     Check(
@@ -506,20 +500,20 @@ def run_checks(cfg: Config, root: Path = Path(".")) -> list[Check]:
         try:
             return list(produce())
         except Exception as err:  # noqa: BLE001 - a broken check is a FAIL line, not a crash
-            return [Check("FAIL", name, " ".join(f"{type(err).__name__}: {err}".split())[:300])]
+            return [Check("FAIL", name, _one_line(err, 300))]
 
     checks += guarded("package versions", lambda: check_packages(cfg, root))
     probe = None
     try:
         gpu_checks, probe = check_gpu(cfg)
     except Exception as err:  # noqa: BLE001
-        gpu_checks = [Check("FAIL", "GPU", " ".join(f"{type(err).__name__}: {err}".split()))]
+        gpu_checks = [Check("FAIL", "GPU", _one_line(err))]
     checks += gpu_checks
     hub_ok = False
     try:
         source_checks, hub_ok = check_sources(cfg, root)
     except Exception as err:  # noqa: BLE001
-        source_checks = [Check("FAIL", "sources", " ".join(f"{type(err).__name__}: {err}".split()))]
+        source_checks = [Check("FAIL", "sources", _one_line(err))]
     checks += source_checks
     checks += guarded("engines", lambda: check_engines(cfg, gpu_ok=probe is not None))
     if probe is None and cfg.device == "cuda":

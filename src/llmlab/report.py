@@ -228,24 +228,26 @@ def durations_by_rule(durations: pl.DataFrame) -> list[dict[str, Any]]:
     )
 
 
-def render_tables(cfg: Config, inputs: dict[str, Any]) -> dict[str, str]:
-    """Every table of the report, rendered from the stages' data files."""
+def render_tables(
+    cfg: Config, summary: dict[str, Any], sft_metrics: dict[str, dict[str, Any]], generations: Path
+) -> dict[str, str]:
+    """Every table of the report, from the evaluation summary, the per-variant SFT metrics
+    and the generations file."""
     variants = list(cfg.sft.variants)
-    generations = read_parquet(inputs["generations"], GENERATIONS_SCHEMA)
-    sft_metrics = by_variant(inputs["sft_metrics"], variants)
+    answers = read_parquet(generations, GENERATIONS_SCHEMA)
     return {
-        "eval_table": eval_tables(read_json(inputs["eval_summary"])),
-        "loss_table": loss_table(list(sft_metrics.values())),
+        "eval_table": eval_tables(summary),
+        "loss_table": loss_table([sft_metrics[v] for v in variants]),
         "generations_table": generations_table(
-            generations, [BASE_SYSTEM, *variants], cfg.sft.generation
+            answers, [BASE_SYSTEM, *variants], cfg.sft.generation
         ),
     }
 
 
 def build_context(
-    cfg: Config, inputs: dict[str, Any], out: Path, tables: dict[str, str], files: dict[str, Path]
-) -> dict[str, Any]:
-    """What the template renders; `tables` by name, `files`: the tables' output paths."""
+    cfg: Config, inputs: dict[str, Any], out: Path, files: dict[str, Path]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the template renders, and the tables (also written to `files`, their paths)."""
     report_dir = out.parent
     rel = lambda p: os.path.relpath(p, report_dir)  # noqa: E731
     variants = list(cfg.sft.variants)
@@ -253,10 +255,11 @@ def build_context(
     funnels = by_variant(inputs["funnels"], variants)
     sft_metrics = by_variant(inputs["sft_metrics"], variants)
     train_logs = by_variant(inputs["train_logs"], variants)
+    tables = render_tables(cfg, summary, sft_metrics, inputs["generations"])
     durations = rule_durations(inputs.get("benchmarks"))
     per_rule = durations_by_rule(durations)
     summary_fig = summary.get("figures", {})
-    return {
+    context = {
         "title": cfg.report.title,
         "preset": cfg.preset,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -309,6 +312,7 @@ def build_context(
             if v is not None
         },
     }
+    return context, tables
 
 
 def source_label(source: dict[str, Any]) -> str:
@@ -361,10 +365,9 @@ def run_report(
 ) -> None:
     """Stage report: read every result, render reports/report.md and its tables."""
     _need({k: v for k, v in inputs.items() if v is not None})
-    tables = render_tables(cfg, inputs)
     files = {"eval_table": eval_table, "generations_table": generations_table}
     files["loss_table"] = loss_table
-    context = build_context(cfg, {**inputs, "benchmarks": benchmarks}, out, tables, files)
+    context, tables = build_context(cfg, {**inputs, "benchmarks": benchmarks}, out, files)
     text = render(context)
     # Everything is rendered before anything is written: a failure leaves no partial output.
     for name, path in files.items():

@@ -18,7 +18,7 @@ import importlib.util
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,7 +60,6 @@ class CudaProbe:
     visible_devices: str | None  # CUDA_VISIBLE_DEVICES as set; None: unset
     gpus: tuple[Gpu, ...] = ()
     error: str | None = None  # what torch said when CUDA would not initialise
-    notes: tuple[str, ...] = field(default=())
 
     def describe(self) -> str:
         """One line: what was looked for and what was found."""
