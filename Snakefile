@@ -18,6 +18,7 @@ include: "rules/analytics.smk"
 include: "rules/sft_data.smk"
 include: "rules/eval.smk"
 include: "rules/train.smk"
+include: "rules/sft_eval.smk"
 include: "rules/report.smk"
 
 
@@ -28,7 +29,9 @@ localrules:
     download_imdb,
     download_saiga,
     prepare_model,
+    eval_llm_gather,
     eval_summary,
+    format_metrics,
     report,
 
 

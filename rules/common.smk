@@ -35,6 +35,7 @@ wildcard_constraints:
     model="[a-z][a-z0-9_]*",
     variant="[a-z][a-z0-9_]*",
     shots=r"\d+",
+    shard=r"\d+",
 
 
 def config_of(stage):
@@ -50,3 +51,8 @@ def stage_shell(stage):
 
 def model_dir(key):
     return f"models/pretrained/{key}"
+
+
+def shard_files(pattern):
+    """The eval.shards files of one (model, shots) that eval_llm_gather joins."""
+    return expand(pattern, shard=range(CFG.eval.shards))

@@ -14,17 +14,18 @@ rule eval_llm:
         model_dir=model_dir("{model}"),
         code=stage_code("eval_llm"),
     output:
-        predictions="results/eval/{model}/{shots}shot/predictions.parquet",
-        metrics="results/eval/{model}/{shots}shot/metrics.json",
+        predictions="results/eval/{model}/{shots}shot/shards/{shard}.parquet",
+        info="results/eval/{model}/{shots}shot/shards/{shard}.json",
     log:
-        "logs/eval_llm/{model}/{shots}shot.log",
+        "logs/eval_llm/{model}/{shots}shot/{shard}.log",
     benchmark:
-        "benchmarks/eval_llm/{model}/{shots}shot.tsv"
+        "benchmarks/eval_llm/{model}/{shots}shot/{shard}.tsv"
     conda:
         "../environment.yml"
     threads: 8
     resources:
-        gpu=1,
+        # vLLM's tensor_parallel_size (else 1); SLURM requests that many per job.
+        gpu=CFG.eval.gpus_per_job,
         mem_mb=32000,
         runtime=120,
     params:
@@ -32,6 +33,32 @@ rule eval_llm:
         config=config_of("eval_llm"),
     shell:
         stage_shell("eval_llm")
+
+
+rule eval_llm_gather:
+    input:
+        val="data/imdb/val.parquet",
+        shard_predictions=shard_files(
+            "results/eval/{{model}}/{{shots}}shot/shards/{shard}.parquet"
+        ),
+        shard_info=shard_files(
+            "results/eval/{{model}}/{{shots}}shot/shards/{shard}.json"
+        ),
+        code=stage_code("eval_llm_gather"),
+    output:
+        predictions="results/eval/{model}/{shots}shot/predictions.parquet",
+        metrics="results/eval/{model}/{shots}shot/metrics.json",
+    log:
+        "logs/eval_llm_gather/{model}/{shots}shot.log",
+    benchmark:
+        "benchmarks/eval_llm_gather/{model}/{shots}shot.tsv"
+    conda:
+        "../environment.yml"
+    params:
+        preset=PRESET,
+        config=config_of("eval_llm_gather"),
+    shell:
+        stage_shell("eval_llm_gather")
 
 
 rule baseline_tfidf:
@@ -93,6 +120,7 @@ rule eval_summary:
             "results/eval/tfidf/predictions.parquet",
             "results/eval/rnn/predictions.parquet",
         ],
+        val="data/imdb/val.parquet",
         code=stage_code("eval_summary"),
     output:
         summary="results/eval/summary.json",

@@ -24,6 +24,9 @@ rule report:
             "reports/figures/sft/loss_{variant}.png", variant=CFG.sft.variants
         ),
         generations="results/sft/generations.parquet",
+        format_metrics="results/sft/format_metrics.json",
+        judge="results/sft/judge.json",
+        merges=expand("results/sft/{variant}/merge.json", variant=CFG.sft.variants),
         code=stage_code("report"),
     output:
         out="reports/report.md",

@@ -25,7 +25,8 @@ rule train_lora:
         "../environment.yml"
     threads: 8
     resources:
-        gpu=1,
+        # DDP: one rank per GPU, all on one node (train_lora starts them under torchrun).
+        gpu=lambda wc: CFG.sft.variants[wc.variant].distributed.num_processes,
         mem_mb=48000,
         runtime=240,
     params:
@@ -42,9 +43,12 @@ rule compare_generations:
     input:
         model_dir=model_dir(CFG.sft.model),
         adapters=expand("models/adapters/{variant}", variant=CFG.sft.variants),
+        train=expand("data/sft/{variant}/train.parquet", variant=CFG.sft.variants),
+        eval=expand("data/sft/{variant}/eval.parquet", variant=CFG.sft.variants),
         code=stage_code("compare_generations"),
     output:
         generations="results/sft/generations.parquet",
+        heldout="results/sft/heldout_answers.parquet",
     log:
         "logs/compare_generations.log",
     benchmark:
@@ -61,3 +65,31 @@ rule compare_generations:
         config=config_of("compare_generations"),
     shell:
         stage_shell("compare_generations")
+
+
+rule merge_adapter:
+    input:
+        model_dir=model_dir(CFG.sft.model),
+        adapter="models/adapters/{variant}",
+        eval="data/sft/{variant}/eval.parquet",
+        code=stage_code("merge_adapter"),
+    output:
+        # A plain Hugging Face folder (no peft needed): transformers, vLLM.
+        merged=directory("models/merged/{variant}"),
+        metrics="results/sft/{variant}/merge.json",
+    log:
+        "logs/merge_adapter/{variant}.log",
+    benchmark:
+        "benchmarks/merge_adapter/{variant}.tsv"
+    conda:
+        "../environment.yml"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=60,
+    params:
+        preset=PRESET,
+        config=config_of("merge_adapter"),
+    shell:
+        stage_shell("merge_adapter")

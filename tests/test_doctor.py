@@ -97,6 +97,11 @@ def test_memory_estimates_are_in_the_known_ranges() -> None:
     # vLLM, Llama-3.2-1B in bf16 (2.47 GB) + one 4096-token KV cache (128 MiB) + overhead.
     need = vllm_need(ModelFacts(LLAMA_1B, 2_471_645_608), cfg)
     assert 4.3 * GiB < need < 4.8 * GiB
+    # Tensor parallelism splits weights and KV cache, not the per-GPU overhead.
+    vllm = cfg.eval.vllm.model_copy(update={"tensor_parallel_size": 2})
+    tp2 = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"vllm": vllm})})
+    split = vllm_need(ModelFacts(LLAMA_1B, 2_471_645_608), tp2)
+    assert 2.9 * GiB < split < 3.4 * GiB
 
 
 def fake_probe(capability: tuple[int, int], total: int, free: int) -> CudaProbe:
@@ -155,3 +160,18 @@ def test_memory_checks_fail_the_rule_that_does_not_fit(
         for c in doctor.check_memory(cfg, fake_probe((9, 0), 80 * GiB, 20 * GiB), tmp_path, False)
     }
     assert busy["free GPU memory"] == "FAIL"
+
+
+def test_gpu_count_names_the_job_that_does_not_fit() -> None:
+    from llmlab.doctor import gpu_count_check
+
+    cfg = load_params(ROOT / "params.yaml", "full")
+    assert gpu_count_check(cfg, 1).status == "PASS"
+    variants = dict(cfg.sft.variants)
+    variants["b"] = variants["b"].model_copy(
+        update={"distributed": variants["b"].distributed.model_copy(update={"num_processes": 4})}
+    )
+    big = cfg.model_copy(update={"sft": cfg.sft.model_copy(update={"variants": variants})})
+    check = gpu_count_check(big, 2)
+    assert check.status == "FAIL"
+    assert "train_lora b (distributed.num_processes) needs 4 GPUs, 2 visible" in check.detail

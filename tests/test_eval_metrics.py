@@ -31,6 +31,7 @@ def frame(gold: list[str], pred: list[str | None], seconds: float = 0.5) -> pl.D
             "prompt": ["p"] * n,
             "shots": [0] * n,
             "strategy": ["-"] * n,
+            "draw": [0] * n,
             "backend": ["vllm"] * n,
             "calibration": ["none"] * n,
             "review_id": list(range(n)),
@@ -40,6 +41,7 @@ def frame(gold: list[str], pred: list[str | None], seconds: float = 0.5) -> pl.D
             "raw_output": [p or "maybe" for p in pred],
             "label_scores": [[-0.7, -0.7]] * n,
             "seconds": [seconds] * n,
+            "review_tokens": [None] * n,
         },
         schema=PREDICTIONS_SCHEMA,
     )

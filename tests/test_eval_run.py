@@ -12,8 +12,9 @@ import pytest
 from llmlab.config import load_params
 from llmlab.eval.backends import Prediction
 from llmlab.eval.calibration import normalize
+from llmlab.eval.metrics import metrics_by_system
 from llmlab.eval.prompts import Prompt
-from llmlab.eval.run import evaluate, metrics_by_system, plan_settings, system_id
+from llmlab.eval.run import evaluate, plan_settings, system_id
 from llmlab.schemas import PREDICTIONS_SCHEMA
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -64,8 +65,8 @@ def frame(start: int, n: int) -> pl.DataFrame:
     )
 
 
-@pytest.fixture(scope="module")
-def eval_cfg():
+def small_eval_cfg():
+    """The demo eval config with every strategy and calibration method, fewer resamples."""
     cfg = load_params(PARAMS, preset="demo").eval
     return cfg.model_copy(
         update={
@@ -79,6 +80,11 @@ def eval_cfg():
             "bootstrap": cfg.bootstrap.model_copy(update={"resamples": 200}),
         }
     )
+
+
+@pytest.fixture(scope="module")
+def eval_cfg():
+    return small_eval_cfg()
 
 
 @pytest.mark.parametrize("shots", [0, 3])
@@ -96,7 +102,9 @@ def test_evaluate_every_setting_and_calibration(eval_cfg, shots):
         prompt_format="chat",
     )
     settings = plan_settings(eval_cfg, shots)
-    assert len(settings) == (2 if shots == 0 else 6)
+    draws = eval_cfg.fewshot.draws  # the demo's: random and balanced have `draws` settings
+    assert draws == 2
+    assert len(settings) == (2 if shots == 0 else 2 * (2 * draws + 1))
     assert preds.schema == PREDICTIONS_SCHEMA
     assert preds["system"].n_unique() == len(settings) * 3
     assert preds.height == len(settings) * 3 * val.height
@@ -154,11 +162,12 @@ def _run(cfg, split_files, model_dir, **kw):
     args = {
         "model": "instruct_lm",
         "shots": 0,
+        "shard": 0,
         "model_dir": model_dir,
         "train": split_files / "train.parquet",
         "val": split_files / "val.parquet",
-        "predictions": split_files / "out" / "predictions.parquet",
-        "metrics": split_files / "out" / "metrics.json",
+        "predictions": split_files / "out" / "0.parquet",
+        "info": split_files / "out" / "0.json",
     }
     run_eval_llm(cfg, **(args | kw))
 
@@ -168,6 +177,7 @@ def _run(cfg, split_files, model_dir, **kw):
     [
         ({"model": "sft_lm"}, "--model: 'sft_lm' is not in eval.models"),
         ({"shots": 3}, "--shots: 3 is not in eval.shots"),
+        ({"shard": 1}, "--shard: 1 is not in 0..0"),
         ({"val": "train.parquet"}, "are also in"),
     ],
 )
@@ -197,3 +207,77 @@ def test_chat_format_needs_a_chat_template(split_files, tiny_llama_dir, tmp_path
     with pytest.raises(UserError, match="prompt_format: chat, but"):
         _run(load_params(PARAMS, preset="demo"), split_files, plain_dir)
     assert not (split_files / "out").exists()
+
+
+def test_few_shot_draws_are_deterministic_distinct_and_draw0_is_the_single_draw(eval_cfg):
+    from llmlab.eval.run import draw_seed
+
+    def with_draws(k):
+        return eval_cfg.model_copy(
+            update={"fewshot": eval_cfg.fewshot.model_copy(update={"draws": k})}
+        )
+
+    three = with_draws(3)
+    train, val = frame(0, 100), frame(1000, 12)
+    kw = {"model": "m", "shots": 3, "train": train, "val": val, "prompt_format": "chat"}
+    single, _ = evaluate(BiasedKeywordBackend(), WordTokenizer(), eval_cfg=with_draws(1), **kw)
+    seen: dict[str, list[Prompt]] = {}
+    backend = BiasedKeywordBackend()
+    original = backend.classify
+
+    def spy(prompts, labels, *, desc="fake"):
+        seen.setdefault(desc, []).extend(prompts)
+        return original(prompts, labels, desc=desc)
+
+    backend.classify = spy
+    preds, info = evaluate(backend, WordTokenizer(), eval_cfg=three, **kw)
+    again, again_info = evaluate(BiasedKeywordBackend(), WordTokenizer(), eval_cfg=three, **kw)
+    timing = {"seconds", "calibration_seconds"}
+
+    def untimed(settings):
+        return [{k: v for k, v in s.items() if k not in timing} for s in settings]
+
+    assert preds.equals(again)  # deterministic
+    assert untimed(info["settings"]) == untimed(again_info["settings"])
+    # K = 1 is draw 0 of K = 3, row for row (ids unchanged), and K = 1 has only draw 0.
+    assert preds.filter(pl.col("draw") == 0).equals(single)
+    assert set(single["draw"]) == {0}
+    # 2 prompts x (random 3 draws + balanced 3 draws + similar 1) settings x 3 calibrations
+    assert len(info["settings"]) == 2 * (3 + 3 + 1)
+    assert preds["system"].n_unique() == 2 * (3 + 3 + 1) * 3
+    for strategy in ("random", "balanced"):
+        sets = {
+            s["draw"]: tuple(s["fixed_example_ids"])
+            for s in info["settings"]
+            if s["strategy"] == strategy and s["prompt"] == "system"
+        }
+        assert sorted(sets) == [0, 1, 2] and len(set(sets.values())) == 3  # distinct draws
+        seeds = [s["seed"] for s in info["settings"] if s["strategy"] == strategy]
+        assert seeds[:3] == [three.fewshot.seed, draw_seed(42, 1), draw_seed(42, 2)]
+        # The same draw is the same examples under every prompt (the seed decides).
+        other = {
+            s["draw"]: tuple(s["fixed_example_ids"])
+            for s in info["settings"]
+            if s["strategy"] == strategy and s["prompt"] == "minimal"
+        }
+        assert other == sets
+    assert {s["draw"] for s in info["settings"] if s["strategy"] == "similar"} == {0}
+    assert len({draw_seed(42, d) for d in range(50)}) == 50
+    # Draws d >= 1 are suffixed; each draw's prompts share their examples (one prefix).
+    sid = system_id("m", "system", 3, "balanced", "fake", "contextual", 2)
+    assert sid == "m/system/3shot/balanced/fake/contextual/draw2" and sid in set(preds["system"])
+    prompts = seen["system/balanced/draw2"]
+    assert len(prompts) == val.height and all(p.messages[:-1] == prompts[0].messages[:-1]
+                                              for p in prompts)  # fmt: skip
+    assert prompts[0].messages[:-1] != seen["system/balanced"][0].messages[:-1]
+
+
+def test_review_tokens_are_lengths_before_truncation(eval_cfg):
+    short = eval_cfg.model_copy(update={"review_tokens": 3})
+    train, val = frame(0, 60), frame(1000, 4)
+    val = val.with_columns(pl.Series("review", ["a b", "a b c", "a b c d e", "x " * 9]))
+    preds, _ = evaluate(BiasedKeywordBackend(), WordTokenizer(), model="m", shots=0,
+                        train=train, val=val, eval_cfg=short, prompt_format="chat")  # fmt: skip
+    first = preds.filter(pl.col("system") == preds["system"][0])
+    assert first["review_tokens"].to_list() == [2, 3, 5, 9]
+    assert preds.schema == PREDICTIONS_SCHEMA

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +11,24 @@ import pytest
 
 from llmlab.config import load_params
 from llmlab.errors import UserError
+from llmlab.eval.analysis import system_kappa
+from llmlab.eval.probability import probability_metrics
 from llmlab.eval.run import system_id
 from llmlab.eval.summary import check_same_reviews, summarize, write_figures
 from llmlab.schemas import PREDICTIONS_SCHEMA
-from llmlab.tables import eval_tables
+from llmlab.tables import (
+    draws_table,
+    errors_tables,
+    eval_tables,
+    probability_tables,
+    sensitivity_table,
+)
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 N = 40
 GOLD = ["negative", "positive"] * (N // 2)
+TOKENS = [50 + 10 * i for i in range(N)]  # the demo cuts reviews above 128 tokens: i >= 8
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +36,26 @@ def eval_cfg():
     return load_params(PARAMS, preset="demo").eval
 
 
-def system(model, prompt, shots, strategy, backend, calibration, correct: np.ndarray, ppr=None):
-    """Rows of one system that is right exactly where `correct` is True."""
+def system(
+    model,
+    prompt,
+    shots,
+    strategy,
+    backend,
+    calibration,
+    correct: np.ndarray,
+    ppr=None,
+    *,
+    draw=0,
+    scores=None,
+):
+    """Rows of one system that is right exactly where `correct` is True. `scores`: the
+    label_scores of every row (default: a constant); LLM rows get review lengths."""
     flip = {"negative": "positive", "positive": "negative"}
     pred = [g if ok else flip[g] for g, ok in zip(GOLD, correct, strict=True)]
-    sid = (
-        system_id(model, prompt, shots, strategy, backend, calibration) if prompt != "-" else model
-    )
+    llm = prompt != "-"
+    sid = system_id(model, prompt, shots, strategy, backend, calibration, draw) if llm else model
+    scores = [[-0.5, -1.0]] * N if scores is None else np.asarray(scores).tolist()
     return pl.DataFrame(
         {
             "system": [sid] * N,
@@ -40,6 +63,7 @@ def system(model, prompt, shots, strategy, backend, calibration, correct: np.nda
             "prompt": [prompt] * N,
             "shots": [shots] * N,
             "strategy": [strategy] * N,
+            "draw": [draw] * N,
             "backend": [backend] * N,
             "calibration": [calibration] * N,
             "review_id": list(range(N)),
@@ -47,8 +71,9 @@ def system(model, prompt, shots, strategy, backend, calibration, correct: np.nda
             "prediction": pred,
             "valid": [True] * N,
             "raw_output": pred,
-            "label_scores": [[-0.5, -1.0]] * N,
+            "label_scores": scores,
             "seconds": [0.1] * N,
+            "review_tokens": TOKENS if llm else [None] * N,
         },
         schema=PREDICTIONS_SCHEMA,
     )
@@ -118,3 +143,204 @@ def test_figures_are_written(predictions, eval_cfg, tmp_path):
     }
     for name in made.values():
         assert (tmp_path / name).stat().st_size > 5_000
+
+
+# --------------------------------------------------------------------------- draws, probabilities
+
+
+def log_p(p_positive) -> np.ndarray:
+    p = np.broadcast_to(np.asarray(p_positive, dtype=np.float64), (N,))
+    return np.log(np.column_stack([1 - p, p]))
+
+
+def confident(correct: np.ndarray, p: float = 0.75) -> np.ndarray:
+    """P(positive) = p where the system says positive, 1 - p where it says negative."""
+    says_positive = np.array([(g == "positive") == ok for g, ok in zip(GOLD, correct, strict=True)])
+    return log_p(np.where(says_positive, p, 1 - p))
+
+
+REVIEWS = pl.DataFrame(
+    {
+        "review_id": list(range(N)),
+        "review": [("word " * (30 + 10 * i)).strip() + "<br />end" for i in range(N)],
+        "sentiment": GOLD,
+    }
+)
+FEW = ("instruct_lm", "system", 5, "balanced", "vllm")
+DRAW_RIGHT = {"none": (28, 26, 30), "contextual": (32, 31, 33)}
+
+
+def toy_with_draws() -> pl.DataFrame:
+    """Uncalibrated systems say P(positive) = 0.9 for every review (biased: ECE 0.4);
+    contextual ones are 75% sure of their answer. Three draws of the 5-shot setting."""
+    frames = [
+        system("instruct_lm", "system", 0, "-", "vllm", "none", right(24), scores=log_p(0.9)),
+        system("instruct_lm", "system", 0, "-", "vllm", "contextual", right(30),
+               scores=confident(right(30))),
+        system("instruct_lm", "minimal", 0, "-", "vllm", "none", right(20), scores=log_p(0.9)),
+        system("instruct_lm", "minimal", 0, "-", "vllm", "contextual", right(26),
+               scores=confident(right(26))),
+        system("base_lm", "minimal", 0, "-", "vllm", "none", right(22), scores=log_p(0.9)),
+        system("base_lm", "minimal", 0, "-", "vllm", "contextual", right(25),
+               scores=confident(right(25))),
+        system("tfidf", "-", 0, "-", "tfidf", "none", right(36), scores=confident(right(36), 0.9)),
+        system("rnn", "-", 0, "-", "rnn", "none", right(34), scores=confident(right(34), 0.8)),
+    ]  # fmt: skip
+    for method, rights in DRAW_RIGHT.items():
+        for draw, k in enumerate(rights):
+            scores = log_p(0.9) if method == "none" else confident(right(k))
+            frames.append(system(*FEW, method, right(k), draw=draw, scores=scores))
+    return pl.concat(frames)
+
+
+@pytest.fixture(scope="module")
+def with_draws():
+    return toy_with_draws()
+
+
+@pytest.fixture(scope="module")
+def rich(with_draws, eval_cfg):
+    return summarize(with_draws, eval_cfg, REVIEWS)
+
+
+def test_draw0_alone_feeds_the_systems_table_and_tests(rich):
+    doc, table = rich
+    assert table.height == 10 and not table["system"].str.contains("/draw").any()
+    assert doc["best_llm"] == "instruct_lm/system/5shot/balanced/vllm/contextual"
+    by_id = {s["system"]: s for s in doc["systems"]}
+    assert by_id[doc["best_llm"]]["accuracy"] == pytest.approx(32 / N)  # draw 0, not the mean
+    assert any("first draw (draw 0)" in note for note in doc["notes"])
+    json.dumps(doc, allow_nan=False)  # strict JSON: no NaN anywhere
+
+
+def test_probability_metrics_for_every_system_baselines_included(rich, with_draws, eval_cfg):
+    doc, table = rich
+    prob = {s["system"]: s for s in doc["probability"]["systems"]}
+    assert set(prob) == set(table["system"]) and doc["probability"]["view"] == "P(positive)"
+    # tfidf: 90% sure of its answer, right on 36 of 40: Brier (36 x 0.1^2 + 4 x 0.9^2) / 40.
+    assert prob["tfidf"]["kind"] == "baseline"
+    assert prob["tfidf"]["brier"] == pytest.approx((36 * 0.01 + 4 * 0.81) / N)
+    assert prob["tfidf"]["log_loss"] == pytest.approx(-(36 * np.log(0.9) + 4 * np.log(0.1)) / N)
+    rnn = with_draws.filter(pl.col("system") == "rnn")
+    direct = probability_metrics(rnn, eval_cfg.labels, resamples=1000, seed=42)["rnn"]
+    for key in ("ece_width", "ece_width_ci", "ece_mass", "brier_ci", "log_loss"):
+        assert prob["rnn"][key] == pytest.approx(direct[key])
+    # Uncalibrated: P(positive) = 0.9 on balanced reviews, ECE 0.4; contextual fixes most of it.
+    q = doc["calibration_quality"]
+    assert q["uncalibrated_system"] == "instruct_lm/system/5shot/balanced/vllm/none"
+    assert q["calibration"] == "contextual"
+    assert q["ece_width_uncalibrated"] == pytest.approx(0.4)
+    assert q["ece_width_calibrated"] == pytest.approx(0.05)
+    assert q["ece_width_change"] == pytest.approx(-0.35)
+    assert q["ece_width_change_ci"][1] < 0 and q["brier_change"] < 0
+    assert (q["systems_compared"], q["systems_lower_ece"]) == (4, 4)
+    changes = doc["probability"]["calibration_changes"]
+    assert len(changes) == 4 and all(not c["system"].endswith("draw1") for c in changes)
+
+
+def test_reliability_diagrams_per_model(rich, with_draws, tmp_path):
+    doc, table = rich
+    plan = {r["model"]: r for r in doc["reliability"]}
+    assert plan["instruct_lm"]["systems"] == [
+        "instruct_lm/system/5shot/balanced/vllm/none",
+        "instruct_lm/system/5shot/balanced/vllm/contextual",
+    ]
+    assert plan["base_lm"]["calibrations"] == ["none", "contextual"]
+    made = write_figures(doc, table, tmp_path, with_draws.filter(pl.col("draw") == 0))
+    for model in ("instruct_lm", "base_lm"):
+        assert made[f"reliability_{model}"] == f"reliability_{model}.png"
+        assert (tmp_path / f"reliability_{model}.png").stat().st_size > 5_000
+
+
+def test_spread_over_draws_next_to_the_single_draw_ci(rich):
+    doc, _ = rich
+    spread = doc["draw_spread"]
+    assert spread["draws"] == 3 and spread["multi_draw_settings"] == 2
+    rows = {r["calibration"]: r for r in spread["settings"]}
+    none = rows["none"]
+    assert none["system"] == "instruct_lm/system/5shot/balanced/vllm/none"
+    assert none["n_draws"] == 3
+    assert none["mean"] == pytest.approx(28 / N)
+    assert none["sd"] == pytest.approx(2 / N)  # accuracies 28, 26, 30 of 40
+    assert (none["min"], none["max"], none["range"]) == pytest.approx((26 / N, 30 / N, 4 / N))
+    assert none["accuracy_draw0"] == pytest.approx(28 / N)
+    assert none["ci_low"] <= none["accuracy_draw0"] <= none["ci_high"]
+    assert none["ci_width"] == pytest.approx(none["ci_high"] - none["ci_low"])
+    assert spread["mean_sd"] == pytest.approx((2 / N + 1 / N) / 2)
+    assert spread["range_exceeds_ci"] == 0
+
+
+def test_sensitivity_compares_prompt_with_model_and_calibration(rich):
+    doc, _ = rich
+    sens = doc["sensitivity"]
+    spread = {f["factor"]: f["spread"] for f in sens["factors"]}
+    # prompt: system vs minimal at 0 shots (24 vs 20, 30 vs 26 right); model: base_lm vs
+    # instruct_lm on minimal/0shot (22 vs 20, 25 vs 26); calibration: six none/contextual pairs.
+    assert spread["prompt"] == pytest.approx(4 / N)
+    assert spread["model"] == pytest.approx((2 / N + 1 / N) / 2)
+    assert spread["calibration"] == pytest.approx((3 + 6 + 6 + 4 + 5 + 3) / 6 / N)
+    assert sens["dominant"] is None and "No single choice dominates" in sens["conclusion"]
+    assert sens["comparisons"] == [
+        "the choice of prompt is worth more than the choice of model "
+        "(10.0 vs 3.8 percentage points)",
+        "the choice of prompt is worth less than the choice of calibration "
+        "(10.0 vs 11.2 percentage points)",
+    ]
+    five = [r for r in sens["table"] if r["shots"] == 5 and r["calibration"] == "none"]
+    assert five[0]["n_systems"] == 3 and five[0]["range"] == pytest.approx(4 / N)
+
+
+def test_error_analysis(rich):
+    doc, _ = rich
+    err = doc["errors"]
+    best = "instruct_lm/system/5shot/balanced/vllm/contextual"
+    assert err["focus_systems"] == ["base_lm/minimal/0shot/vllm/contextual", best, "rnn", "tfidf"]
+    # Reviews i >= 8 have more than 128 tokens (cut); the best system is right on i < 32.
+    trunc = {r["truncated"]: r for r in err["by_truncation"] if r["system"] == best}
+    assert (trunc[False]["n"], trunc[False]["accuracy"]) == (8, 1.0)
+    assert (trunc[True]["n"], trunc[True]["accuracy"]) == (32, pytest.approx(24 / 32))
+    assert err["truncated_share"]["instruct_lm"] == pytest.approx(32 / N)
+    tokens = [r for r in err["by_tokens"] if r["system"] == best]
+    assert [r["label"] for r in tokens] == ["[0, 64)", "[64, 128)", "[128, 256)", "[256, inf)"]
+    assert sum(r["n"] for r in tokens) == N
+    words = [r for r in err["by_words"] if r["system"] == "tfidf"]
+    assert {r["label"] for r in words} <= {"[0, 100)", "[100, 200)", "[200, 400)", "[400, inf)"}
+    assert sum(r["n"] for r in words) == N
+    # Reviews 36..39 are wrong in every system (draw 0: 10 systems); ties by review_id.
+    hardest = err["hardest"]
+    assert len(hardest) == 10 and err["hardest_systems"] == 10
+    assert [h["review_id"] for h in hardest[:4]] == [36, 37, 38, 39]
+    assert hardest[0]["wrong"] == 10 and hardest[0]["snippet"].startswith("word word")
+    assert "tfidf 1/1 wrong" in hardest[0]["votes"]
+    pairs = {(k["system_a"], k["system_b"]): k for k in err["kappa"]}
+    assert set(pairs) == {
+        ("base_lm/minimal/0shot/vllm/contextual", best),
+        ("base_lm/minimal/0shot/vllm/contextual", "tfidf"),
+        (best, "tfidf"),
+    }
+
+
+def test_kappa_pairs_match_the_analysis(rich, with_draws):
+    doc, _ = rich
+    for k in doc["errors"]["kappa"]:
+        direct = system_kappa(with_draws, k["system_a"], k["system_b"])
+        assert k["kappa"] == pytest.approx(direct["kappa"])
+
+
+def test_new_sections_render_as_tables(rich):
+    doc, _ = rich
+    prob = probability_tables(doc)
+    assert "### Probability quality" in prob and "| tfidf | none | 0.000 [" in prob
+    assert "| instruct_lm/system/5shot/balanced/vllm/none | contextual | 0.400 → 0.050 |" in prob
+    draws = draws_table(doc)
+    assert "3 draws of each fixed example set" in draws
+    assert (
+        "| instruct_lm | system | 5 | balanced | none | 3 | 70.0% | 5.0 pts | 65.0% – 75.0% |"
+        in draws
+    )
+    sens = sensitivity_table(doc)
+    assert "Conclusion: No single choice dominates" in sens and "| calibration | 11.2 pts |" in sens
+    errors = errors_tables(doc)
+    titles = ("in the model's tokens", "in words", "Truncated vs whole", "most systems get wrong")
+    for title in (*titles, "Cohen's kappa"):
+        assert title in errors

@@ -129,15 +129,78 @@ def test_adapters_switch_on_one_base_and_decoding_is_seeded(
 def test_run_compare_generations_writes_the_answers(
     tiny_llama_dir: Path, tiny_adapters: Path, tmp_path: Path
 ) -> None:
+    from llmlab.io import write_parquet
+    from llmlab.schemas import HELDOUT_ANSWERS
+
     cfg = demo_config(prompts=PROMPTS, max_new_tokens=4)
     out = tmp_path / "generations.parquet"
+
+    def dialogues(pairs):
+        return pl.DataFrame(
+            {
+                "messages": [
+                    [{"content": q, "role": "user"}, {"content": a, "role": "assistant"}]
+                    for q, a in pairs
+                ]
+            }
+        )
+
+    splits = {
+        "train_a": [("Что такое LoRA?", "Адаптер.")],
+        "eval_a": [("Что такое LoRA?", "Адаптер."), ("Сколько будет 2+2?", "4.")],
+        "eval_b": [("Назови столицу Франции.", "Париж.")],
+    }
+    for name, pairs in splits.items():
+        write_parquet(dialogues(pairs), tmp_path / f"{name}.parquet")
     run_compare_generations(
         cfg,
         tiny_llama_dir,
         [tiny_adapters / "b", tiny_adapters / "a"],  # any order: systems follow params.yaml
         out,
+        train=[tmp_path / "train_a.parquet"],
+        eval=[tmp_path / "eval_a.parquet", tmp_path / "eval_b.parquet"],
+        heldout=tmp_path / "heldout.parquet",
     )
     df = pl.read_parquet(out)
     assert df.schema == pl.Schema(GENERATIONS_SCHEMA)
     assert df["system"].to_list()[:3] == [BASE, "a", "b"]
     assert df.height == 3 * len(PROMPTS)
+    # The held-out prompts: eval first turns no variant trained on, answered by every system.
+    held = pl.read_parquet(tmp_path / "heldout.parquet")
+    assert held.columns == list(HELDOUT_ANSWERS)
+    assert set(held["prompt"]) == {"Сколько будет 2+2?", "Назови столицу Франции."}
+    assert held.group_by("system").len().sort("system")["len"].to_list() == [2, 2, 2]
+    assert set(held["reference"]) == {"4.", "Париж."}
+
+
+@pytest.mark.slow
+def test_vllm_serves_every_adapter_like_peft(
+    tiny_llama_dir: Path, tiny_adapters: Path, tmp_path: Path
+) -> None:
+    """`sft.generation.backend: vllm` (vLLM's CPU build here): one engine, a LoRARequest per
+    adapter, greedy answers equal to transformers + peft on the same input tokens."""
+    pytest.importorskip("vllm")
+    cfg = demo_config(
+        prompts=PROMPTS, max_new_tokens=4, do_sample=False, quantize=False, backend="vllm"
+    )
+    out = tmp_path / "vllm.parquet"
+    run_compare_generations(cfg, tiny_llama_dir, [tiny_adapters / "a", tiny_adapters / "b"], out)
+    vllm = pl.read_parquet(out)
+    assert vllm.schema == pl.Schema(GENERATIONS_SCHEMA)
+    plain = tmp_path / "transformers.parquet"
+    hf_cfg = demo_config(
+        prompts=PROMPTS, max_new_tokens=4, do_sample=False, quantize=False, backend="transformers"
+    )
+    run_compare_generations(
+        hf_cfg, tiny_llama_dir, [tiny_adapters / "a", tiny_adapters / "b"], plain
+    )
+    hf = pl.read_parquet(plain)
+    key = ["system", "prompt_id"]
+    joined = vllm.join(hf, on=key, suffix="_hf")
+    assert joined.height == 3 * len(PROMPTS)
+    # A random tiny model has near-tied logits: count agreement, not equality of every row.
+    agree = (joined["answer"] == joined["answer_hf"]).mean()
+    assert agree >= 0.75, joined.select(*key, "answer", "answer_hf")
+    # The adapters are applied: answers differ between systems somewhere.
+    by_system = {s: tuple(r["answer"]) for (s,), r in vllm.group_by("system")}
+    assert len(set(by_system.values())) > 1

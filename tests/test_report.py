@@ -107,3 +107,81 @@ def test_sft_conclusions_name_the_strictest_step_and_best_variant():
     assert "`opus_score` (−50 rows)" in lines[0]
     assert lines[1].startswith("SFT: variant `b` has the lowest held-out loss (1.500")
     assert "base model without an adapter has 2.500" in lines[1]
+
+
+# --------------------------------------------------------------------------- evaluation analysis
+
+
+@pytest.fixture(scope="module")
+def analysed():
+    """The summary of the eval_summary tests' toy: draws, probabilities, baselines, reviews."""
+    from llmlab.config import load_params
+    from llmlab.eval.summary import summarize
+    from tests.test_eval_summary import PARAMS, REVIEWS, toy_with_draws
+
+    doc, _ = summarize(toy_with_draws(), load_params(PARAMS, preset="demo").eval, REVIEWS)
+    return doc
+
+
+def test_conclusions_include_calibration_quality_and_draw_variance(analysed):
+    lines = eval_conclusions(analysed)
+    quality = next(line for line in lines if line.startswith("Calibration quality:"))
+    assert "contextual calibration lowers the expected calibration error" in quality
+    assert "`instruct_lm/system/5shot/balanced/vllm`) from 0.400" in quality
+    assert "to 0.050" in quality and "a change of -0.350" in quality
+    assert "the paired CI excludes 0" in quality
+    draws = next(line for line in lines if line.startswith("Few-shot draws:"))
+    assert "over 3 draws of each fixed example set" in draws
+    assert "standard deviation of 3.7 pts on average over 2 settings" in draws
+    assert "within the single-draw CI in every setting" in draws
+    sens = next(line for line in lines if line.startswith("Prompt sensitivity:"))
+    assert "worth more than the choice of model" in sens
+    assert "worth less than the choice of calibration" in sens
+
+
+def test_draw_sentence_with_one_draw_and_a_wide_spread():
+    from llmlab.report import draw_sentence
+
+    one = {"draws": 1, "settings": [{"n_draws": 1}], "multi_draw_settings": 0}
+    assert "variance over draws was not measured" in draw_sentence(one)
+    wide = {"draws": 3, "settings": [{}], "multi_draw_settings": 2, "mean_sd": 0.04,
+            "max_range": 0.12, "max_range_system": "s", "mean_ci_width": 0.1,
+            "range_exceeds_ci": 1}  # fmt: skip
+    assert "wider than the single-draw CI in 1 of 2 settings" in draw_sentence(wide)
+    assert draw_sentence(None) is None
+
+
+def test_report_renders_the_analysis_sections(analysed):
+    from llmlab.report import eval_table_file, render
+    from llmlab.tables import draws_table, errors_tables, probability_tables, sensitivity_table
+
+    tables = {
+        "eval_table": "### All systems\n",
+        "probability_table": probability_tables(analysed),
+        "draws_table": draws_table(analysed),
+        "sensitivity_table": sensitivity_table(analysed),
+        "errors_table": errors_tables(analysed),
+    }
+    figures = {r["figure"]: f"figures/eval/{r['figure']}.png" for r in analysed["reliability"]}
+    text = render(
+        {"eval": analysed, "eval_figures": figures,
+         "files": {"eval_summary": "../results/eval/summary.json"}, **tables},
+        "eval_analysis.md.j2",
+    )  # fmt: skip
+    for heading in ("### Do the label probabilities mean anything?", "### Probability quality",
+                    "## Variance over few-shot draws", "## Prompt sensitivity",
+                    "## Error analysis", "### The 10 reviews most systems get wrong",
+                    "Cohen's kappa"):  # fmt: skip
+        assert heading in text, heading
+    for model in ("instruct_lm", "base_lm"):
+        assert f"![Reliability diagram of {model}](figures/eval/reliability_{model}.png)" in text
+    assert "*Figure: reliability of `instruct_lm` at its best setting " in text
+    assert "(`instruct_lm/system/5shot/balanced/vllm`), none vs contextual" in text
+    assert "`eval.fewshot.draws` = 3 times" in text
+    report = (Path(__file__).parents[1] / "src/llmlab/templates/report.md.j2").read_text()
+    assert '{% include "eval_analysis.md.j2" %}' in report
+    # reports/tables/eval.md holds the systems tables and then every analysis table.
+    md = eval_table_file(tables)
+    assert md.index("### All systems") < md.index("### Probability quality")
+    assert md.index("### Probability quality") < md.index("### Variance over few-shot draws")
+    assert md.rstrip().endswith("|")  # the kappa table closes it

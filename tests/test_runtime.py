@@ -73,6 +73,27 @@ def test_cuda_device_without_gpu_fails_in_one_line_naming_what_was_looked_for() 
 
 def test_cpu_device_needs_nothing() -> None:
     require_device("cpu")
+    require_device("cpu", gpus=4, where="x")  # data-parallel ranks on a CPU need no GPU
+
+
+def test_too_few_gpus_for_the_processes_fail_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    two = (H100, Gpu(1, H100.name, H100.capability, H100.total_bytes))
+    monkeypatch.setattr(runtime, "probe_cuda", lambda **_: probe(gpus=two, visible_devices="0,1"))
+    require_device("cuda", gpus=2, where="sft.variants.a.distributed.num_processes")
+    with pytest.raises(DeviceError) as err:
+        require_device("cuda", gpus=4, where="sft.variants.a.distributed.num_processes")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "sft.variants.a.distributed.num_processes: 4 needs 4 GPUs, but torch sees only 2"
+    )
+    assert "CUDA_VISIBLE_DEVICES: '0,1'" in message and "SLURM --gpus" in message
+    # Without a usable GPU at all, the cause comes first, as for one process.
+    monkeypatch.setattr(runtime, "probe_cuda", lambda **_: probe(gpus=(), visible_devices=""))
+    with pytest.raises(DeviceError, match="^device: cuda, but no CUDA GPU is usable: "):
+        require_device("cuda", gpus=4, where="sft.variants.a.distributed.num_processes")
 
 
 def test_presets_set_the_device_in_config_not_by_detection() -> None:
@@ -134,11 +155,12 @@ def test_model_stages_fail_at_start_on_a_cuda_config_without_gpu(tmp_path: Path)
             cfg,
             model="instruct_lm",
             shots=0,
+            shard=0,
             model_dir=missing,
             train=missing,
             val=missing,
             predictions=tmp_path / "p.parquet",
-            metrics=tmp_path / "m.json",
+            info=tmp_path / "m.json",
         ),
         "train_lora": lambda: run_train_lora(
             cfg, "a", missing, missing, missing, *(tmp_path / n for n in "abcde")

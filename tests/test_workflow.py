@@ -23,7 +23,7 @@ ENV = {
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     "HF_HUB_OFFLINE": "1",
 }
-GPU_RULES = {"eval_llm", "train_lora", "compare_generations"}
+GPU_RULES = {"eval_llm", "train_lora", "compare_generations", "merge_adapter", "judge_generations"}
 ALL_RULES = {*stage_names(), "all"}
 
 
@@ -58,9 +58,37 @@ def test_dry_run_builds_the_whole_dag(preset, tmp_path):
     assert set(counts) == ALL_RULES
     cfg = read_params_file(repo / "params.yaml")
     assert counts["prepare_model"] == len(cfg["models"])
-    assert counts["eval_llm"] == len(cfg["eval"]["models"]) * len(cfg["eval"]["shots"])
+    runs = len(cfg["eval"]["models"]) * len(cfg["eval"]["shots"])
+    assert counts["eval_llm_gather"] == runs
+    assert counts["eval_llm"] == runs * cfg["eval"].get("shards", 1)
     assert counts["train_lora"] == counts["filter_saiga"] == len(cfg["sft"]["variants"])
     assert f"--preset {preset}" in proc.stdout
+
+
+def test_slurm_dry_run_has_one_gpu_per_shard_and_a_multi_gpu_train_job(tmp_path):
+    """The cluster profile without a cluster (a dry run needs no sbatch): eval.shards: 3 gives
+    three one-GPU jobs per (model, shots), a 2-process variant one job with two GPUs."""
+    repo = clean_copy(tmp_path)
+    raw = read_params_file(repo / "params.yaml")
+    raw["eval"]["shards"] = 3
+    raw["sft"]["variants"]["a"]["distributed"] = {"num_processes": 2}
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
+    proc = snakemake("--profile", "profiles/slurm", "-n", cwd=repo)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    resources = {}
+    for block in re.split(r"^(?:local)?rule ", proc.stdout, flags=re.MULTILINE)[1:]:
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.MULTILINE))
+        rule = block.split(":", 1)[0]
+        res = dict(r.split("=", 1) for r in fields["resources"].split(", "))
+        resources[(rule, fields.get("wildcards", ""))] = res
+    shard_jobs = {w: r for (rule, w), r in resources.items() if rule == "eval_llm"}
+    runs = len(raw["eval"]["models"]) * len(raw["eval"]["shots"])
+    assert len(shard_jobs) == 3 * runs
+    assert {w.rpartition("shard=")[2] for w in shard_jobs} == {"0", "1", "2"}
+    assert all(r["gpu"] == "1" and r["slurm_partition"] == "gpu" for r in shard_jobs.values())
+    train = {w: r for (rule, w), r in resources.items() if rule == "train_lora"}
+    assert train["variant=a"]["gpu"] == "2" and train["variant=b"]["gpu"] == "1"
+    assert all(r["nodes"] == "1" and r["tasks_per_gpu"] == "0" for r in train.values())
 
 
 def test_lint_is_clean():
@@ -115,7 +143,20 @@ def test_dvc_stages_mirror_the_rules():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert set(dvc) == ALL_RULES - {"all"}
     assert "foreach" in dvc["filter_saiga"] and dvc["filter_saiga"]["foreach"] == "${sft.variants}"
-    assert dvc["eval_llm"]["matrix"] == {"model": "${eval.models}", "shots": "${eval.shots}"}
+    # eval.shards is a count: its shard indices are written out (DVC interpolates lists only).
+    shards = list(range(read_params_file(ROOT / "params.yaml")["eval"].get("shards", 1)))
+    assert dvc["eval_llm"]["matrix"] == {
+        "model": "${eval.models}",
+        "shard": shards,
+        "shots": "${eval.shots}",
+    }
+    gather = dvc["eval_llm_gather"]
+    assert gather["matrix"] == {"model": "${eval.models}", "shots": "${eval.shots}"}
+    assert [d for d in gather["deps"] if "/shards/" in d] == [
+        f"results/eval/${{item.model}}/${{item.shots}}shot/shards/{i}.{ext}"
+        for ext in ("parquet", "json")
+        for i in shards
+    ]
     # A LoRA rank of variant b is a dependency of train_lora@b only.
     train = dvc["train_lora"]["do"]
     assert "sft.variants.${key}.lora" in train["params"]
@@ -138,6 +179,8 @@ def test_every_dvc_param_key_is_in_params_yaml():
         return node
 
     def values(ref):
+        if isinstance(ref, list):  # written out (a count's indices)
+            return ref
         value = get(ref.removeprefix("${").removesuffix("}"))
         return list(value) if isinstance(value, dict | list) else [value]
 

@@ -305,6 +305,11 @@ class FewshotConfig(StrictModel):
     seed: Seed = 42
     # Token budget of each example review (head and tail kept), to bound the prompt length.
     example_tokens: PositiveInt = 200
+    # Draws of each fixed example set (`random`, `balanced`): draw 0 uses `seed` (so 1 draw is
+    # the single-set evaluation), draw d >= 1 a seed derived from (seed, d). Each draw is its
+    # own shared prefix and its own systems (ids suffixed `/draw<d>`); `similar` and zero-shot
+    # settings have one draw. The spread over draws shows the luck of the examples drawn.
+    draws: PositiveInt = 1
 
     @field_validator("strategies")
     @classmethod
@@ -368,6 +373,10 @@ class VllmConfig(StrictModel):
     # ({"sentiment": "<label>"} under a JSON schema).
     output: Literal["choice", "json"] = "choice"
     batch_size: PositiveInt = 512  # prompts per engine call (progress is reported per call)
+    # GPUs one engine spans (the rule requests this many): for a model too large for one GPU.
+    # Scaling over many reviews is `eval.shards` (one job per GPU), which needs no
+    # interconnect and survives a lost node.
+    tensor_parallel_size: PositiveInt = 1
 
 
 class TransformersConfig(StrictModel):
@@ -399,6 +408,15 @@ class EvalConfig(StrictModel):
     bootstrap: BootstrapConfig = BootstrapConfig()
     vllm: VllmConfig = VllmConfig()
     transformers: TransformersConfig = TransformersConfig()
+    # Jobs per (model, shots): each scores the validation reviews a hash of (shard_seed,
+    # review_id) assigns it, and eval_llm_gather joins them. Predictions do not depend on it.
+    shards: Annotated[int, Field(ge=1, le=4096)] = 1
+    shard_seed: Seed = 0
+
+    @property
+    def gpus_per_job(self) -> int:
+        """GPUs one eval_llm job uses: vLLM's tensor-parallel size, else one."""
+        return self.vllm.tensor_parallel_size if self.backend == "vllm" else 1
 
     @model_validator(mode="after")
     def _consistent(self) -> EvalConfig:
@@ -503,6 +521,10 @@ class TrainingSettings(StrictModel):
     save_total_limit: PositiveInt = 2
     eval_steps: PositiveInt | None = 25  # held-out loss during training; null: only at the end
     per_device_eval_batch_size: PositiveInt = 4
+    # Pack whole dialogues into rows of max_length tokens (TRL's best-fit-decreasing packing,
+    # padding-free batches): no padding, the same loss tokens, no attention across dialogues.
+    # per_device_train_batch_size then counts packed rows, not dialogues.
+    packing: bool = False
 
     @model_validator(mode="after")
     def _warmup_within_steps(self) -> TrainingSettings:
@@ -514,6 +536,13 @@ class TrainingSettings(StrictModel):
         return self
 
 
+class DistributedSettings(StrictModel):
+    """Data-parallel (DDP) training on one node: train_lora starts `num_processes` ranks under
+    torchrun, one GPU each; the effective batch is per_device x grad_accum x num_processes."""
+
+    num_processes: Annotated[int, Field(ge=1, le=64)] = 1
+
+
 class SftVariant(StrictModel):
     filter: FilterConfig = FilterConfig()
     # QLoRA: load the base model 4-bit NF4 (bitsandbytes); false trains LoRA on the
@@ -521,6 +550,7 @@ class SftVariant(StrictModel):
     quantize: bool = True
     lora: LoraSettings = LoraSettings()
     training: TrainingSettings = TrainingSettings()
+    distributed: DistributedSettings = DistributedSettings()
 
 
 class GenerationConfig(StrictModel):
@@ -538,12 +568,57 @@ class GenerationConfig(StrictModel):
     max_new_tokens: PositiveInt = 256
     batch_size: PositiveInt = 8
     seed: Seed = 42
+    # vllm: one engine serves the base and every adapter (LoRARequest), all prompts batched;
+    # its engine settings are eval.vllm's. transformers: peft adapters switched on one model.
+    backend: Literal["vllm", "transformers"] = "transformers"
+
+
+class HeldoutConfig(StrictModel):
+    """compare_generations' held-out prompts: first user turns of eval dialogues no variant
+    trained on, answered by every system with `sft.generation`'s decoding settings."""
+
+    count: PositiveInt = 200
+    seed: Seed = 42  # which prompts, when more are held out than `count`
+    bootstrap: BootstrapConfig = BootstrapConfig()  # CIs of the format metrics and win rates
+
+
+class JudgeConfig(StrictModel):
+    """judge_generations: a model compares the systems' held-out answers pairwise, in both
+    orders, with the verdict constrained to A / B / tie (eval.backend and its engine
+    settings)."""
+
+    model: Key = "judge_lm"  # a key of `models`
+    # Below this share of prompts whose two verdicts agree once the order swap is undone,
+    # the report calls the judge too weak to trust (a coin would agree on ~1/3).
+    min_consistency: Probability = 0.6
+    max_answer_chars: PositiveInt = 2000  # longer answers are cut (the judge's context)
+
+
+class MergeConfig(StrictModel):
+    """merge_adapter: each variant's adapter merged into the full-precision base model,
+    exported to models/merged/<variant> (loads without peft) and checked (llmlab.merge)."""
+
+    # Weights of the export. auto: bfloat16 on a GPU with native bf16, else float16; float32
+    # on a CPU (as llmlab.runtime.resolve_precision). float16 needs a GPU.
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # The base weights the delta is added to. trained: those the adapter was trained with (for
+    # a QLoRA variant the 4-bit NF4 base, dequantized: the export computes what was trained
+    # and compared); original: the model folder's own weights (for a QLoRA variant, another
+    # model than the trained one by the base's quantization error).
+    base: Literal["trained", "original"] = "trained"
+    # The check compares logits on the first `check_dialogues` held-out dialogues of the
+    # variant (eval.parquet), each cut to its first `check_tokens` tokens.
+    check_dialogues: Annotated[int, Field(ge=1, le=64)] = 4
+    check_tokens: Annotated[int, Field(ge=2, le=4096)] = 256
 
 
 class SftConfig(StrictModel):
     model: Key = "sft_lm"
     variants: dict[Key, SftVariant] = Field(min_length=1)
     generation: GenerationConfig = GenerationConfig()
+    heldout: HeldoutConfig = HeldoutConfig()
+    judge: JudgeConfig = JudgeConfig()
+    merge: MergeConfig = MergeConfig()
 
     @field_validator("variants")
     @classmethod
@@ -584,6 +659,7 @@ class Config(StrictModel):
         refs = {
             "analytics.tokenizer_model": [self.analytics.tokenizer_model],
             "sft.model": [self.sft.model],
+            "sft.judge.model": [self.sft.judge.model],
         }
         refs["eval.models"] = self.eval.models
         for where, keys in refs.items():
@@ -625,8 +701,10 @@ DAG_KEYS: tuple[tuple[str, ...], ...] = (
     ("models",),
     ("eval", "models"),
     ("eval", "shots"),
+    ("eval", "shards"),  # DVC's matrix writes the shard indices out (llmlab.dvc_sync)
     ("sft", "model"),
     ("sft", "variants"),
+    ("sft", "judge", "model"),
 )
 
 

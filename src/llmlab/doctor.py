@@ -144,6 +144,22 @@ def check_packages(cfg: Config, root: Path) -> Iterator[Check]:
 # --------------------------------------------------------------------------- GPU
 
 
+def gpu_needs(cfg: Config) -> dict[str, int]:
+    """GPUs each multi-GPU-capable job asks for (the rules' `gpu` resource)."""
+    needs = {"eval_llm (eval.vllm.tensor_parallel_size)": cfg.eval.gpus_per_job}
+    for key, spec in cfg.sft.variants.items():
+        needs[f"train_lora {key} (distributed.num_processes)"] = spec.distributed.num_processes
+    return needs
+
+
+def gpu_count_check(cfg: Config, visible: int) -> Check:
+    """Whether the largest job fits the GPUs this machine (or job allocation) shows."""
+    job, need = max(gpu_needs(cfg).items(), key=lambda kv: kv[1])
+    if need > visible:
+        return Check("FAIL", "GPU count", f"{job} needs {need} GPUs, {visible} visible (one node)")
+    return Check("PASS", "GPU count", f"{visible} visible; the largest job needs {need} ({job})")
+
+
 def check_gpu(cfg: Config) -> tuple[list[Check], Any]:
     """Device checks; returns them with the probe (None on a CPU device)."""
     if cfg.device == "cpu":
@@ -179,6 +195,7 @@ def check_gpu(cfg: Config) -> tuple[list[Check], Any]:
                 ),
             )
         )
+    checks.append(gpu_count_check(cfg, len(probe.gpus)))
     native = probe.gpus[0].capability >= (8, 0)
     explicit_bf16 = [
         f"sft.variants.{k}.training.precision"
@@ -264,11 +281,12 @@ def model_facts(cfg: Config, key: str, root: Path, hub_ok: bool) -> ModelFacts |
 
 
 def vllm_need(facts: ModelFacts, cfg: Config) -> int:
-    """Weights + a KV cache for one max_model_len sequence + vLLM's overhead, in bytes."""
+    """Per GPU: weights + a KV cache for one max_model_len sequence + vLLM's overhead, in
+    bytes; tensor parallelism splits weights and KV heads over tensor_parallel_size GPUs."""
     v = cfg.eval.vllm
     kv_bytes = 4 if v.dtype == "float32" else 2
     kv = 2 * facts.layers * facts.kv_heads * facts.head_dim * kv_bytes * v.max_model_len
-    return facts.weight_bytes + kv + VLLM_OVERHEAD
+    return (facts.weight_bytes + kv) // v.tensor_parallel_size + VLLM_OVERHEAD
 
 
 def train_need(facts: ModelFacts, cfg: Config, variant: str) -> int:

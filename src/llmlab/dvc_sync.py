@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from llmlab.config import PRESETS, read_params_file
+from llmlab.config import PRESETS, read_params_file, resolve
 from llmlab.stages import Out, all_stages, stage_names
 from llmlab.stages import stage as stage_of
 from llmlab.workflow import wildcard_values
@@ -85,6 +85,7 @@ def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str
     matrix = len(wildcards) > 1 or any(
         not isinstance(_get(params_file, src), Mapping) for src in sources.values()
     )
+    counts = {w: _count(params_file, src) for w, src in sources.items()}
 
     def placeholder(wildcard: str) -> str:
         if matrix:
@@ -150,13 +151,26 @@ def _dvc_stage(rule: Any, params_file: Mapping[str, Any]) -> tuple[str, dict[str
     if wildcards:
         if matrix:
             body: dict[str, Any] = {
-                "matrix": {w: "${" + sources[w] + "}" for w in wildcards},
+                # A count (eval.shards) cannot be interpolated as a list: its values are
+                # written out, and eval_llm_gather fails when the file's count differs.
+                "matrix": {
+                    w: list(range(counts[w])) if counts[w] is not None else "${" + sources[w] + "}"
+                    for w in wildcards
+                },
                 **stage,
             }
         else:
             body = {"foreach": "${" + sources[wildcards[0]] + "}", "do": stage}
         return name, body
     return name, stage
+
+
+def _count(params_file: Mapping[str, Any], src: str) -> int | None:
+    """N when the wildcard ranges over 0 .. N-1 (an integer config value, or its default)."""
+    value = _get(params_file, src)
+    if value is None:
+        value = _get(resolve(params_file).model_dump(mode="json"), src)  # its default
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _wildcard_items(
@@ -166,7 +180,11 @@ def _wildcard_items(
     combos: list[dict[str, str]] = [{}]
     for wildcard, src in sources.items():
         value = _get(params_file, src)
-        keys = list(value) if isinstance(value, Mapping) else list(value or [])
+        count = _count(params_file, src)
+        if count is not None:
+            keys = list(range(count))
+        else:
+            keys = list(value) if isinstance(value, Mapping) else list(value or [])
         combos = [{**c, wildcard: str(k)} for c in combos for k in keys]
     return combos
 

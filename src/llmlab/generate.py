@@ -27,7 +27,8 @@ import polars as pl
 
 from llmlab.config import Config, GenerationConfig, check_key
 from llmlab.errors import UserError
-from llmlab.io import write_parquet
+from llmlab.gpus import bind_gpus
+from llmlab.io import read_parquet, write_parquet
 from llmlab.runtime import (
     Runtime,
     check_prepared_model,
@@ -37,7 +38,7 @@ from llmlab.runtime import (
     resolve_precision,
 )
 from llmlab.schemas import BASE_SYSTEM as BASE
-from llmlab.schemas import GENERATIONS_SCHEMA
+from llmlab.schemas import GENERATIONS_SCHEMA, HELDOUT_ANSWERS, MESSAGES_SCHEMA
 from llmlab.sft_data.chat import END_OF_TURN, load_tokenizer
 
 if TYPE_CHECKING:
@@ -141,18 +142,131 @@ def compare_generations(
     tokenizer: PreTrainedTokenizerBase,
     systems: Sequence[str],
     gen: GenerationConfig,
+    prompts: Sequence[str] | None = None,
 ) -> pl.DataFrame:
-    """One row per (prompt, system): `base` (adapters disabled) and each adapter by name."""
+    """One row per (prompt, system): `base` (adapters disabled) and each adapter by name, on
+    `prompts` (default: the showcase prompts of `gen`)."""
+    prompts = list(gen.prompts if prompts is None else prompts)
     rows = []
     for system in systems:
-        log.info("generating: %s (%d prompts)", system, len(gen.prompts))
+        log.info("generating: %s (%d prompts)", system, len(prompts))
         if system == BASE:
             with model.disable_adapter():
-                answers = generate_answers(model, tokenizer, gen.prompts, gen)
+                answers = generate_answers(model, tokenizer, prompts, gen)
         else:
             model.set_adapter(system)
-            answers = generate_answers(model, tokenizer, gen.prompts, gen)
-        for i, (prompt, answer) in enumerate(zip(gen.prompts, answers, strict=True)):
+            answers = generate_answers(model, tokenizer, prompts, gen)
+        for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+            rows.append(
+                {
+                    "prompt_id": i,
+                    "prompt": prompt,
+                    "system": system,
+                    "answer": answer.text,
+                    "new_tokens": answer.new_tokens,
+                    "finished": answer.finished,
+                }
+            )
+    return pl.DataFrame(rows, schema=GENERATIONS_SCHEMA).sort("prompt_id", maintain_order=True)
+
+
+# --------------------------------------------------------------------------- vLLM
+
+
+def lora_rank_bound(adapters: Mapping[str, Path]) -> int:
+    """vLLM's max_lora_rank: the smallest size it accepts that holds every adapter's rank."""
+    import json
+
+    ranks = [json.loads((p / "adapter_config.json").read_text())["r"] for p in adapters.values()]
+    for bound in (8, 16, 32, 64, 128, 256, 320, 512):
+        if bound >= max(ranks):
+            return bound
+    raise UserError(f"LoRA rank {max(ranks)} is above vLLM's largest max_lora_rank (512)")
+
+
+class VllmGenerator:
+    """One vLLM engine for the base model and every adapter: each system is the same batch
+    with its `LoRARequest` (none for the base). Inputs are the token ids of the same rendered
+    prompts as the transformers path; each request is seeded (`SamplingParams.seed`), so a
+    rerun on the same GPU draws the same texts."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        adapters: Mapping[str, Path],
+        gen: GenerationConfig,
+        cfg: Any,
+        device: str,
+    ) -> None:
+        from llmlab.eval.backends import VllmBackend, start_vllm
+
+        self.adapters = dict(adapters)
+        self.gen = gen
+        engine = VllmBackend.engine_args(model_dir, cfg)
+        engine |= {
+            "enable_lora": True,
+            "max_loras": max(1, len(adapters)),
+            "max_lora_rank": lora_rank_bound(adapters),
+            "hf_overrides": {},  # generation needs no float32 label head
+        }
+        if gen.quantize:
+            # The 4-bit NF4 base the QLoRA adapters were trained against (vLLM's bitsandbytes
+            # path quantizes the checkpoint at load).
+            engine["quantization"] = "bitsandbytes"
+        self.llm = start_vllm(engine, device)
+
+    def answers(self, system: str, token_ids: Sequence[list[int]]) -> list[Answer]:
+        from vllm import SamplingParams
+        from vllm.lora.request import LoRARequest
+
+        gen = self.gen
+        params = SamplingParams(
+            temperature=gen.temperature if gen.do_sample else 0.0,
+            top_p=gen.top_p if gen.do_sample else 1.0,
+            repetition_penalty=gen.repetition_penalty,
+            max_tokens=gen.max_new_tokens,
+            seed=gen.seed,
+            stop=[END_OF_TURN],
+            skip_special_tokens=True,
+        )
+        lora = None
+        if system != BASE:
+            lora_id = list(self.adapters).index(system) + 1  # ids start at 1
+            lora = LoRARequest(system, lora_id, str(self.adapters[system]))
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": ids} for ids in token_ids],
+            params,
+            lora_request=lora,
+            use_tqdm=False,
+        )
+        result = []
+        for out in outputs:
+            o = out.outputs[0]
+            result.append(
+                Answer(
+                    text=o.text.split(END_OF_TURN, 1)[0].strip(),
+                    new_tokens=len(o.token_ids),
+                    finished=o.finish_reason == "stop",
+                )
+            )
+        return result
+
+
+def vllm_generations(
+    generator: VllmGenerator,
+    tokenizer: PreTrainedTokenizerBase,
+    systems: Sequence[str],
+    prompts: Sequence[str],
+) -> pl.DataFrame:
+    """compare_generations' table, from the vLLM engine."""
+    texts = render_prompts(tokenizer, prompts)
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    rows = []
+    for system in systems:
+        log.info("generating (vllm): %s (%d prompts)", system, len(prompts))
+        for i, (prompt, answer) in enumerate(
+            zip(prompts, generator.answers(system, ids), strict=True)
+        ):
             rows.append(
                 {
                     "prompt_id": i,
@@ -184,9 +298,19 @@ def _adapter_map(cfg: Config, adapters: Sequence[Path]) -> dict[str, Path]:
 
 
 def run_compare_generations(
-    cfg: Config, model_dir: Path, adapters: list[Path], generations: Path
+    cfg: Config,
+    model_dir: Path,
+    adapters: list[Path],
+    generations: Path,
+    *,
+    train: Sequence[Path] = (),
+    eval: Sequence[Path] = (),
+    heldout: Path | None = None,
 ) -> None:
-    """compare_generations: generate with base + adapters; write the answers (parquet)."""
+    """compare_generations: base + adapters answer the showcase prompts (`generations`) and,
+    given the variants' train/eval splits, the held-out prompts (`heldout`: with the
+    reference answers, for llmlab.sft_eval)."""
+    bind_gpus(cfg.device, 1)
     require_device(cfg.device)
     gen = cfg.sft.generation
     device = cfg.device
@@ -211,14 +335,41 @@ def run_compare_generations(
         optim="",
         quantize=gen.quantize,
     )
+    held = None
+    if heldout is not None:
+        from llmlab.sft_eval import heldout_prompts
+
+        held = heldout_prompts(
+            [read_parquet(p, MESSAGES_SCHEMA) for p in train],
+            [read_parquet(p, MESSAGES_SCHEMA) for p in eval],
+            cfg.sft.heldout.count,
+            cfg.sft.heldout.seed,
+        )
+        log.info("%d held-out prompts", held.height)
     tokenizer = load_tokenizer(model_dir)
     tokenizer.padding_side = "left"  # batched generation continues every row at the end
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    base = load_base_model(model_dir, runtime)
-    model = attach_adapters(base, {v: adapter_paths[v] for v in variants})
     systems = [BASE, *variants]
-    df = compare_generations(model, tokenizer, systems, gen)
+    if gen.backend == "vllm":
+        generator = VllmGenerator(
+            model_dir, {v: adapter_paths[v] for v in variants}, gen, cfg.eval.vllm, device
+        )
+
+        def answer_all(prompts: Sequence[str] | None = None) -> pl.DataFrame:
+            return vllm_generations(generator, tokenizer, systems, prompts or gen.prompts)
+    else:
+        base = load_base_model(model_dir, runtime)
+        model = attach_adapters(base, {v: adapter_paths[v] for v in variants})
+
+        def answer_all(prompts: Sequence[str] | None = None) -> pl.DataFrame:
+            return compare_generations(model, tokenizer, systems, gen, prompts)
+
+    df = answer_all()
+    if held is not None:
+        answers = answer_all(held["prompt"].to_list())
+        answers = answers.drop("prompt").join(held, on="prompt_id").select(HELDOUT_ANSWERS)
+        write_parquet(answers, heldout)
     write_parquet(df, generations)
     unfinished = df.filter(~pl.col("finished"))
     log.info(

@@ -26,19 +26,30 @@ from llmlab.run_metadata import git_state, hardware, package_versions, rule_dura
 from llmlab.schemas import BASE_SYSTEM, GENERATIONS_SCHEMA
 from llmlab.tables import (
     FILTERS,
+    draws_table,
+    errors_tables,
     eval_tables,
     generations_table,
     loss_table,
     p_value,
     pct,
+    probability_tables,
     pts,
+    sensitivity_table,
 )
 
 log = logging.getLogger(__name__)
 
 TEMPLATE = "report.md.j2"
+# The evaluation's analysis tables: each has its section in the report, and all of them
+# follow the systems tables in reports/tables/eval.md.
+EVAL_ANALYSIS_TABLES = ("probability_table", "draws_table", "sensitivity_table", "errors_table")
 # Files of the package this module reads: the report stage depends on them (llmlab.stages).
-PACKAGE_DATA = ("templates/report.md.j2",)
+PACKAGE_DATA = (
+    "templates/report.md.j2",
+    "templates/eval_analysis.md.j2",
+    "templates/sft_eval.md.j2",
+)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -120,7 +131,81 @@ def eval_conclusions(summary: dict[str, Any]) -> list[str]:
             f"McNemar {p_value(top['mcnemar']['p_value'])}); the largest loss is "
             f"{pts(worst['gain'])} (`{worst['system']}`)."
         )
+    quality = calibration_quality_sentence(summary.get("calibration_quality"))
+    if quality:
+        out.append(quality)
+    draws = draw_sentence(summary.get("draw_spread"))
+    if draws:
+        out.append(draws)
+    sens = summary.get("sensitivity")
+    if sens:
+        text = f"Prompt sensitivity: {sens['conclusion']}"
+        if sens.get("comparisons"):
+            comparisons = "; ".join(sens["comparisons"])
+            text += f" So {comparisons}."
+        out.append(text)
     return out
+
+
+def _score(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _score_ci(ci: list[float]) -> str:
+    return f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
+def calibration_quality_sentence(q: dict[str, Any] | None) -> str | None:
+    """Does calibration lower the ECE of the best LLM setting (paired CI of the change)?"""
+    if not q:
+        return None
+    change, (low, high) = q["ece_width_change"], q["ece_width_change_ci"]
+    if high < 0 or low > 0:
+        verdict = "lowers" if high < 0 else "raises"
+        strength = "the paired CI excludes 0"
+    else:
+        verdict = "lowers" if change < 0 else "raises" if change > 0 else "does not change"
+        strength = "not distinguishable from no change on these reviews (the CI includes 0)"
+    setting = q["uncalibrated_system"].removesuffix("/none")
+    ci_before = _score_ci(q["ece_width_uncalibrated_ci"])
+    before = f"{_score(q['ece_width_uncalibrated'])} (95% CI {ci_before})"
+    after = f"{_score(q['ece_width_calibrated'])} ({_score_ci(q['ece_width_calibrated_ci'])})"
+    return (
+        f"Calibration quality: {q['calibration']} calibration {verdict} the expected "
+        f"calibration error (10 equal-width bins) of the best LLM setting (`{setting}`) from "
+        f"{before} to {after}, a change of {change:+.3f} (paired 95% CI {low:+.3f} to "
+        f"{high:+.3f}): {strength}; Brier {q['brier_uncalibrated']:.3f} → "
+        f"{q['brier_calibrated']:.3f}, log loss {q['log_loss_uncalibrated']:.3f} → "
+        f"{q['log_loss_calibrated']:.3f}. Over all {q['systems_compared']} "
+        f"{q['calibration']}-calibrated systems, {q['systems_lower_ece']} lower their ECE "
+        f"({q['systems_lower_ece_significant']} with a CI below 0)."
+    )
+
+
+def draw_sentence(spread: dict[str, Any] | None) -> str | None:
+    """How much accuracy moves over few-shot draws, against the single-draw CI width."""
+    if not spread or not spread["settings"]:
+        return None
+    if not spread["multi_draw_settings"]:
+        return (
+            "Few-shot draws: one draw per example set (`eval.fewshot.draws: 1`): the variance "
+            "over draws was not measured."
+        )
+    n = spread["multi_draw_settings"]
+    exceeds = spread["range_exceeds_ci"]
+    verdict = (
+        "within the single-draw CI in every setting"
+        if exceeds == 0
+        else f"wider than the single-draw CI in {exceeds} of {n} settings: one draw "
+        "understates the uncertainty of a few-shot result"
+    )
+    return (
+        f"Few-shot draws: over {spread['draws']} draws of each fixed example set, accuracy "
+        f"has a standard deviation of {100 * spread['mean_sd']:.1f} pts on average over {n} "
+        f"settings (largest min–max range {100 * spread['max_range']:.1f} pts, "
+        f"`{spread['max_range_system']}`), against a mean single-draw 95% CI width of "
+        f"{100 * spread['mean_ci_width']:.1f} pts; the range over draws is {verdict}."
+    )
 
 
 def sft_conclusions(
@@ -237,11 +322,21 @@ def render_tables(
     answers = read_parquet(generations, GENERATIONS_SCHEMA)
     return {
         "eval_table": eval_tables(summary),
+        "probability_table": probability_tables(summary),
+        "draws_table": draws_table(summary),
+        "sensitivity_table": sensitivity_table(summary),
+        "errors_table": errors_tables(summary),
         "loss_table": loss_table([sft_metrics[v] for v in variants]),
         "generations_table": generations_table(
             answers, [BASE_SYSTEM, *variants], cfg.sft.generation
         ),
     }
+
+
+def eval_table_file(tables: dict[str, str]) -> str:
+    """reports/tables/eval.md: the systems tables, then every analysis table."""
+    parts = (tables["eval_table"], *(tables[name] for name in EVAL_ANALYSIS_TABLES))
+    return "\n".join(part.strip() + "\n" for part in parts if part.strip())
 
 
 def build_context(
@@ -306,6 +401,10 @@ def build_context(
             for v, p in per_variant_files(inputs["loss_curves"], variants, "loss-curves").items()
         },
         "sft_conclusions": sft_conclusions(sft_metrics, funnels),
+        "format_metrics": read_json(inputs["format_metrics"]),
+        "judge": read_json(inputs["judge"]),
+        "merges": by_variant(inputs["merges"], variants),
+        "merged_dirs": {v: f"models/merged/{v}" for v in variants},
         "files": {
             k: rel(v) if not isinstance(v, list) else [rel(x) for x in v]
             for k, v in {**inputs, **files}.items()
@@ -336,7 +435,8 @@ def _model_meta(folder: Path) -> dict[str, Any]:
     return read_json(meta) if meta.exists() else {}
 
 
-def render(context: dict[str, Any]) -> str:
+def render(context: dict[str, Any], template: str = TEMPLATE) -> str:
+    """The report (or one of the templates it includes) rendered from `context`."""
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: files("llmlab.templates").joinpath(name).read_text(encoding="utf-8")
@@ -347,7 +447,7 @@ def render(context: dict[str, Any]) -> str:
         keep_trailing_newline=True,
     )
     env.filters.update(FILTERS, p=p_value, md=FILTERS["md_cell"], json=to_json)
-    return env.get_template(TEMPLATE).render(**context)
+    return env.get_template(template).render(**context)
 
 
 # --------------------------------------------------------------------------- stage
@@ -370,7 +470,8 @@ def run_report(
     context, tables = build_context(cfg, {**inputs, "benchmarks": benchmarks}, out, files)
     text = render(context)
     # Everything is rendered before anything is written: a failure leaves no partial output.
+    contents = {name: tables[name] for name in files} | {"eval_table": eval_table_file(tables)}
     for name, path in files.items():
-        write_text(tables[name], path)
+        write_text(contents[name], path)
     write_text(text, out)
     log.info("report: %s (%d lines)", out, text.count("\n"))

@@ -157,8 +157,12 @@ def cuda_problem(probe: CudaProbe) -> str | None:
     return None
 
 
-def require_device(device: Device) -> None:
-    """Raise DeviceError (one line) unless `device` can run here; `cpu` always can."""
+def require_device(device: Device, gpus: int = 1, where: str | None = None) -> None:
+    """Raise DeviceError (one line) unless `device` can run here; `cpu` always can.
+
+    `gpus`: how many GPUs a CUDA run needs (one per data-parallel process); `where` is the key
+    path that asked for them (for the message).
+    """
     if device == "cpu":
         return
     probe = probe_cuda()
@@ -168,6 +172,12 @@ def require_device(device: Device) -> None:
             f"device: cuda, but no CUDA GPU is usable: {problem}. Looked for: "
             f"{probe.describe()}. Run on a GPU node, or set `device: cpu` in params.yaml "
             "(the demo preset does)"
+        )
+    if len(probe.gpus) < gpus:
+        raise DeviceError(
+            f"{where or 'device'}: {gpus} needs {gpus} GPUs, but torch sees only "
+            f"{len(probe.gpus)} ({probe.describe()}). Request {gpus} GPUs for the job "
+            "(SLURM --gpus), or lower the number of processes"
         )
 
 
@@ -291,8 +301,12 @@ def keep_4bit_layout_trainable(model: PreTrainedModel) -> int:
     return count
 
 
-def load_base_model(model_dir: Path, runtime: Runtime) -> PreTrainedModel:
-    """Load the causal LM of `model_dir` 4-bit (if `runtime.quantize`) or in the run's dtype."""
+def load_base_model(model_dir: Path, runtime: Runtime, gpu: int | None = None) -> PreTrainedModel:
+    """Load the causal LM of `model_dir` 4-bit (if `runtime.quantize`) or in the run's dtype.
+
+    On CUDA the whole model goes on GPU `gpu` (a data-parallel rank's local rank), by default
+    the current device.
+    """
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": runtime.dtype}
@@ -302,7 +316,7 @@ def load_base_model(model_dir: Path, runtime: Runtime) -> PreTrainedModel:
         import torch
 
         # A quantized model cannot be moved after loading: place it on this process's GPU.
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        kwargs["device_map"] = {"": torch.cuda.current_device() if gpu is None else gpu}
     try:
         return AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     except (OSError, ValueError) as err:

@@ -44,6 +44,9 @@ PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
     "prompt": pl.Utf8(),  # key of eval.prompts; "-" for baselines
     "shots": pl.Int64(),  # in-context examples; 0 for baselines
     "strategy": pl.Utf8(),  # few-shot strategy; "-" when shots == 0 or for baselines
+    # few-shot draw (eval.fewshot.draws) of a fixed example set; 0 for baselines, zero-shot,
+    # `similar` and the first draw (whose system ids carry no `/draw<d>` suffix)
+    "draw": pl.Int64(),
     "backend": pl.Utf8(),  # "vllm", "transformers", "tfidf", "rnn"
     "calibration": pl.Utf8(),  # "none", "contextual", ...
     "review_id": pl.Int64(),  # row id of the review in data/raw/imdb.parquet
@@ -55,6 +58,9 @@ PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
     # rows, whose prediction is their argmax; vLLM's uncalibrated prediction is its choice text)
     "label_scores": pl.List(pl.Float64()),
     "seconds": pl.Float64(),  # wall time attributed to this prompt (batch time / batch size)
+    # the cleaned review's length in the model's tokens before truncation to eval.review_tokens
+    # (it was cut when longer); null for baselines
+    "review_tokens": pl.Int64(),
 }
 
 # ---------------------------------------------------------------------------------------
@@ -192,6 +198,18 @@ GENERATIONS_SCHEMA = {
     "new_tokens": pl.Int64,
     "finished": pl.Boolean,  # stopped by eos / end of turn, not by max_new_tokens
 }
+
+# compare_generations' held-out answers: GENERATIONS_SCHEMA's columns plus the reference
+# answer of the held-out dialogue (llmlab.sft_eval reads them).
+HELDOUT_ANSWERS: tuple[str, ...] = (
+    "prompt_id",
+    "prompt",
+    "reference",
+    "system",
+    "answer",
+    "new_tokens",
+    "finished",
+)
 
 # Keys every train_lora metrics.json has (it holds more: see llmlab.train.run_train_lora).
 TRAIN_METRICS_KEYS: tuple[str, ...] = ("variant", "eval_loss", "perplexity")

@@ -43,6 +43,11 @@ def p_value(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def signed(x: float | None, digits: int = 3) -> str:
+    """A signed difference of two scores (ECE, Brier, log loss): -0.0412 -> "-0.041"."""
+    return DASH if x is None else f"{x:+.{digits}f}"
+
+
 def num(x: float | int | None, digits: int = 2) -> str:
     if x is None:
         return DASH
@@ -68,7 +73,14 @@ def markdown_table(
     return "\n".join(lines)
 
 
-FILTERS = {"pct": pct, "pts": pts, "p_value": p_value, "num": num, "md_cell": md_cell}
+FILTERS = {
+    "pct": pct,
+    "pts": pts,
+    "p_value": p_value,
+    "num": num,
+    "signed": signed,
+    "md_cell": md_cell,
+}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -162,6 +174,248 @@ def eval_tables(summary: Mapping[str, Any]) -> str:
             markdown_table(headers, rows, numeric=(3, 4)),
         ]
     parts += ["", *(f"Note: {note}" for note in summary.get("notes", [])), ""]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- probability, draws
+
+
+def _score_ci(value: float | None, ci: Sequence[float | None], digits: int = 3) -> str:
+    return with_ci(num(value, digits), num(ci[0], digits), num(ci[1], digits))
+
+
+def _change_ci(value: float | None, ci: Sequence[float | None], digits: int = 3) -> str:
+    return with_ci(signed(value, digits), signed(ci[0], digits), signed(ci[1], digits))
+
+
+def _fixed(x: float | None, digits: int = 3) -> str:
+    """A score with a fixed number of decimals (num() drops them for whole numbers)."""
+    return DASH if x is None else f"{x:.{digits}f}"
+
+
+def probability_tables(summary: Mapping[str, Any]) -> str:
+    """ECE / Brier / log loss per system and their change under calibration (summary
+    `probability`)."""
+    prob = summary.get("probability")
+    if not prob:
+        return ""
+    view, bins = prob["view"], prob["bins"]
+    rows = [
+        [
+            md_cell(s["system"]),
+            s["calibration"],
+            with_ci(
+                _fixed(s["ece_width"]), _fixed(s["ece_width_ci"][0]), _fixed(s["ece_width_ci"][1])
+            ),
+            with_ci(
+                _fixed(s["ece_mass"]), _fixed(s["ece_mass_ci"][0]), _fixed(s["ece_mass_ci"][1])
+            ),
+            with_ci(_fixed(s["brier"]), _fixed(s["brier_ci"][0]), _fixed(s["brier_ci"][1])),
+            with_ci(
+                _fixed(s["log_loss"]), _fixed(s["log_loss_ci"][0]), _fixed(s["log_loss_ci"][1])
+            ),
+        ]
+        for s in prob["systems"]
+    ]
+    headers = ["System", "Calibration", f"ECE, {bins} equal-width bins", "ECE, equal-mass"]
+    headers += ["Brier", "Log loss (nats)"]
+    parts = [
+        f"### Probability quality ({view}; 95% bootstrap CI; lower is better)",
+        "",
+        markdown_table(headers, rows, numeric=range(2, 6)),
+    ]
+    changes = prob.get("calibration_changes") or []
+    if changes:
+        rows = [
+            [
+                md_cell(c["uncalibrated_system"]),
+                c["calibration"],
+                f"{_fixed(c['ece_width_uncalibrated'])} → {_fixed(c['ece_width_calibrated'])}",
+                _change_ci(c["ece_width_change"], c["ece_width_change_ci"]),
+                _change_ci(c["ece_mass_change"], c["ece_mass_change_ci"]),
+                _change_ci(c["brier_change"], c["brier_change_ci"]),
+                _change_ci(c["log_loss_change"], c["log_loss_change_ci"]),
+            ]
+            for c in changes
+        ]
+        headers = ["Uncalibrated system", "Calibration", "ECE (width) uncal. → cal."]
+        headers += ["Δ ECE width [95% CI]", "Δ ECE mass", "Δ Brier", "Δ log loss"]
+        parts += [
+            "",
+            "### Probability quality under calibration (calibrated − uncalibrated, paired)",
+            "",
+            markdown_table(headers, rows, numeric=range(2, 7)),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def draws_table(summary: Mapping[str, Any]) -> str:
+    """Accuracy over the few-shot draws of each setting next to the single-draw CI (summary
+    `draw_spread`)."""
+    spread = summary.get("draw_spread")
+    if not spread or not spread["settings"]:
+        return ""
+    rows = [
+        [
+            r["model"],
+            r["prompt"],
+            r["shots"],
+            r["strategy"],
+            r["calibration"],
+            r["n_draws"],
+            pct(r["mean"]),
+            pts(r["sd"]).removeprefix("+") if r["sd"] is not None else DASH,
+            f"{pct(r['min'])} – {pct(r['max'])}",
+            pts(r["range"]).removeprefix("+"),
+            _ci(r["accuracy_draw0"], (r["ci_low"], r["ci_high"])),
+            pts(r["ci_width"]).removeprefix("+"),
+        ]
+        for r in spread["settings"]
+    ]
+    headers = ["Model", "Prompt", "Shots", "Strategy", "Calibration", "Draws", "Mean accuracy"]
+    headers += ["SD", "Min – max", "Range", "Draw 0 [95% CI]", "CI width"]
+    k = spread["draws"]
+    title = (
+        f"### Variance over few-shot draws ({k} draw{'s' if k != 1 else ''} of each fixed "
+        "example set; draw 0 is the system of the tables above)"
+    )
+    return "\n".join([title, "", markdown_table(headers, rows, numeric=range(5, 12))]) + "\n"
+
+
+def sensitivity_table(summary: Mapping[str, Any]) -> str:
+    """Accuracy spread across prompts x strategies x draws per (model, shots, calibration),
+    the spread per factor and the computed conclusion (summary `sensitivity`)."""
+    sens = summary.get("sensitivity")
+    if not sens:
+        return ""
+    rows = [
+        [
+            r["model"],
+            r["shots"],
+            r["calibration"],
+            r["n_systems"],
+            r["n_prompts"],
+            r["n_strategies"],
+            pct(r["min"]),
+            pct(r["max"]),
+            pct(r["mean"]),
+            pts(r["sd"]).removeprefix("+") if r["sd"] is not None else DASH,
+            pts(r["range"]).removeprefix("+"),
+        ]
+        for r in sens["table"]
+    ]
+    headers = ["Model", "Shots", "Calibration", "Systems", "Prompts", "Strategies", "Min"]
+    headers += ["Max", "Mean", "SD", "Range"]
+    factor_rows = [
+        [
+            f["factor"],
+            pts(f["spread"]).removeprefix("+") if f["spread"] is not None else DASH,
+            f["groups"],
+            f["levels"],
+        ]
+        for f in sens["factors"]
+    ]
+    parts = [
+        "### Prompt sensitivity (accuracy across prompts × strategies × draws)",
+        "",
+        markdown_table(headers, rows, numeric=range(3, 11)),
+        "",
+        "Spread per choice: the mean, over otherwise equal settings, of the accuracy range "
+        "across that choice's options.",
+        "",
+        markdown_table(
+            ["Choice", "Mean spread", "Settings compared", "Options"], factor_rows, (1, 2, 3)
+        ),
+        "",
+        f"Conclusion: {sens['conclusion']}",
+    ]
+    if sens.get("comparisons"):
+        text = "; ".join(sens["comparisons"])
+        parts.append(f"On these reviews {text}.")
+    return "\n".join(parts) + "\n"
+
+
+def errors_tables(summary: Mapping[str, Any]) -> str:
+    """Accuracy by length and truncation, the hardest reviews and kappa (summary `errors`)."""
+    err = summary.get("errors")
+    if not err:
+        return ""
+    parts: list[str] = []
+
+    def acc(r: Mapping[str, Any]) -> str:
+        if "ci_low" in r:
+            return _ci(r["accuracy"], (r["ci_low"], r["ci_high"]))
+        return pct(r["accuracy"])
+
+    if err["by_tokens"]:
+        rows = [[md_cell(r["system"]), r["label"], r["n"], acc(r)] for r in err["by_tokens"]]
+        parts += [
+            f"### Accuracy by review length in the model's tokens (cut above "
+            f"{err['review_tokens']} tokens)",
+            "",
+            markdown_table(["System", "Tokens", "Reviews", "Accuracy [95% CI]"], rows, (2, 3)),
+            "",
+        ]
+    if err["by_words"]:
+        rows = [[md_cell(r["system"]), r["label"], r["n"], acc(r)] for r in err["by_words"]]
+        parts += [
+            "### Accuracy by review length in words (the same buckets for every system)",
+            "",
+            markdown_table(["System", "Words", "Reviews", "Accuracy [95% CI]"], rows, (2, 3)),
+            "",
+        ]
+    if err["by_truncation"]:
+        rows = [
+            [md_cell(r["system"]), "cut" if r["truncated"] else "whole", r["n"], acc(r)]
+            for r in err["by_truncation"]
+        ]
+        share = ", ".join(f"`{m}` {pct(v)}" for m, v in err["truncated_share"].items())
+        parts += [
+            f"### Truncated vs whole reviews (reviews cut to {err['review_tokens']} tokens: "
+            f"{share})",
+            "",
+            markdown_table(["System", "Review", "Reviews", "Accuracy [95% CI]"], rows, (2, 3)),
+            "",
+        ]
+    if err["hardest"]:
+        rows = [
+            [
+                r["rank"],
+                r["review_id"],
+                r["gold"],
+                f"{r['wrong']} / {r['systems']}",
+                md_cell(r["votes"]),
+                md_cell(r["snippet"] if r["snippet"] is not None else DASH),
+            ]
+            for r in err["hardest"]
+        ]
+        parts += [
+            f"### The {len(err['hardest'])} reviews most systems get wrong (of "
+            f"{err['hardest_systems']} systems, draw 0; votes by family)",
+            "",
+            markdown_table(
+                ["#", "review_id", "Gold", "Wrong", "Votes by family", "Snippet"], rows, (0, 1, 3)
+            ),
+            "",
+        ]
+    if err["kappa"]:
+        rows = [
+            [
+                k["pair"],
+                md_cell(k["system_a"]),
+                md_cell(k["system_b"]),
+                k["n"],
+                pct(k["agreement"]),
+                _fixed(k["kappa"]),
+            ]
+            for k in err["kappa"]
+        ]
+        parts += [
+            "### Agreement between systems (Cohen's kappa; invalid outputs are a category)",
+            "",
+            markdown_table(["Pair", "A", "B", "Reviews", "Agreement", "Kappa"], rows, (3, 4, 5)),
+            "",
+        ]
     return "\n".join(parts)
 
 

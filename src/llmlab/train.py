@@ -21,6 +21,26 @@ One code path for both presets; only `sft.variants.<variant>` values and the dev
 - Held-out loss: during training every `eval_steps` (the trainer's own evaluation, for the
   curve), and after training, token-weighted over every assistant token of eval.parquet, with
   the adapter and with it disabled (the base model on the same tokens) for metrics.json.
+- Data parallel (`distributed.num_processes: N > 1`, one node): the command checks config,
+  inputs and the N GPUs, prepares the checkpoint folder, then starts itself N times under
+  torchrun (`launch_ranks`) with the resolved config and waits; a failing rank fails the
+  command. Each rank loads the model on its own GPU (`device_map={"": local_rank}`; on a CPU
+  the gloo backend) and the Trainer wraps it in DDP: each optimizer step sees
+  per_device x grad_accum x N dialogues, each rank a different 1/N of them, and the loss is
+  normalised by the assistant tokens of all ranks (`average_tokens_across_devices`), so N ranks
+  of batch b train like one process of batch N x b. Only rank 0 writes checkpoint model
+  files, the adapter, the log, the metrics and the figure; the final held-out loss is computed
+  by all ranks on disjoint parts of eval.parquet and summed.
+- Packing (`training.packing: true`): TRL bins whole tokenized dialogues (labels already
+  masked) into rows of at most `max_length` tokens (best-fit decreasing; a longer dialogue is
+  cut at `max_length`, as without packing) and collates padding-free: the rows of a batch are
+  one sequence with `position_ids` restarting at 0 per dialogue, no attention mask, and the
+  label of each dialogue's first token set to -100. transformers' masking_utils turns those
+  position_ids into a block-diagonal causal mask (sdpa, eager, flex; the flash-attention
+  kernels take the `cu_seq_lens` boundaries), so no token attends to another dialogue and the
+  loss tokens are exactly those of the unpacked batches (tests/test_train_packing.py). A batch
+  is then `per_device_train_batch_size` packed rows, not dialogues. Evaluation is not packed
+  (the same dialogues per batch), but also padding-free, since TRL has one collator.
 
 bitsandbytes on a CPU with AVX512-BF16 repacks a 4-bit weight into an inference-only layout
 the first time it runs without grad in eval mode (any evaluation), after which LoRA gradients
@@ -38,20 +58,27 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import seaborn as sns
+import yaml
 
 import llmlab.runtime
 from llmlab.config import Config, SftVariant, check_key
 from llmlab.errors import UserError
-from llmlab.io import atomic_dir, read_json, read_parquet, write_json
+from llmlab.gpus import bind_gpus
+from llmlab.io import atomic_dir, read_json, read_parquet, write_json, write_text
 from llmlab.plots import save_figure, setup_theme
 from llmlab.runtime import (
     Runtime,
@@ -118,8 +145,14 @@ def to_dataset(conversations: Sequence[Conversation]) -> Dataset:
 # --------------------------------------------------------------------------- trainer
 
 
-def sft_config(spec: SftVariant, runtime: Runtime, output_dir: Path) -> SFTConfig:
-    """TRL `SFTConfig` of one variant on `runtime`'s device."""
+def sft_config(
+    spec: SftVariant, runtime: Runtime, output_dir: Path, world_size: int = 1
+) -> SFTConfig:
+    """TRL `SFTConfig` of one variant on `runtime`'s device.
+
+    Creating it sets up the process's device; in a torchrun rank (`world_size` > 1) that
+    joins the process group, so create it before anything that needs a barrier.
+    """
     from trl import SFTConfig
 
     t = spec.training
@@ -146,7 +179,17 @@ def sft_config(spec: SftVariant, runtime: Runtime, output_dir: Path) -> SFTConfi
         else None,
         max_length=t.max_length,
         assistant_only_loss=True,
-        packing=False,
+        # Labels are built (assistant masks applied) before packing, so packing keeps them.
+        # "bfd" (TRL 1.16's default, pinned here) keeps each dialogue whole in one row and cuts
+        # a longer one at max_length as without packing ("wrapped" and "bfd_split" would cut
+        # dialogues across rows), and makes TRL collate padding-free (position_ids per
+        # dialogue), which is what keeps dialogues from attending to each other. `padding_free`
+        # stays False: TRL sets it for bfd packing, and refuses it alone with a max_length.
+        packing=t.packing,
+        packing_strategy="bfd",
+        # The eval set stays one dialogue per example: heldout_loss counts per dialogue (DDP
+        # drops the repeated ones), and the held-out numbers do not depend on the packing.
+        eval_packing=False,
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
@@ -155,7 +198,36 @@ def sft_config(spec: SftVariant, runtime: Runtime, output_dir: Path) -> SFTConfi
         eval_steps=t.eval_steps,
         report_to="none",
         dataloader_num_workers=0,
+        # DDP (world_size > 1). The Trainer would look for unused parameters on a peft model,
+        # an extra pass per step that fails with reentrant checkpointing: every LoRA weight is
+        # used in every forward. Batches of all ranks share one token count
+        # (average_tokens_across_devices), so N ranks of batch b train like one of N x b.
+        ddp_find_unused_parameters=False,
+        average_tokens_across_devices=True,
+        # accelerate would pick MPI over gloo on a CPU where torch has it; NCCL on GPUs. Only in
+        # a rank: without a process group accelerate fails on a backend.
+        ddp_backend="gloo" if runtime.device == "cpu" and world_size > 1 else None,
     )
+
+
+def check_packing_attention(model: PreTrainedModel, where: str) -> None:
+    """UserError unless `model`'s attention keeps packed dialogues apart.
+
+    Padding-free batches carry no attention mask: transformers derives the block-diagonal
+    mask from position_ids only for the implementations masking_utils builds masks for
+    (sdpa, eager, flex_attention, flash_attention_2/3/4); any other one would silently let
+    every dialogue of a row attend to the ones before it.
+    """
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    implementation = model.config.get_text_config()._attn_implementation
+    if implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+        raise UserError(
+            f"{where}: true, but the model's attention implementation {implementation!r} gets "
+            "no per-dialogue mask from transformers in padding-free batches (packed dialogues "
+            f"would attend to each other); supported: {', '.join(ALL_MASK_ATTENTION_FUNCTIONS)}; "
+            "set it to false"
+        )
 
 
 def lora_config(spec: SftVariant) -> Any:
@@ -197,14 +269,19 @@ def build_trainer(
     spec: SftVariant,
     runtime: Runtime,
     output_dir: Path,
+    args: SFTConfig | None = None,
+    where: str = "sft.variants.<variant>",
 ) -> SFTTrainer:
     """An SFTTrainer that wraps `model` with the variant's LoRA adapter (TRL applies peft).
 
     `tokenizer` must carry the project's chat template (its `{% generation %}` markers are
-    what `assistant_only_loss` masks with).
+    what `assistant_only_loss` masks with). `args`: `sft_config(...)` unless given (a rank
+    creates it earlier, see there). `where`: the variant's key path, for messages.
     """
     from trl import SFTTrainer
 
+    if spec.training.packing:
+        check_packing_attention(model, f"{where}.training.packing")
     if runtime.quantize:
         from peft import prepare_model_for_kbit_training
 
@@ -217,7 +294,7 @@ def build_trainer(
         keep_4bit_layout_trainable(model)
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(spec, runtime, output_dir),
+        args=args if args is not None else sft_config(spec, runtime, output_dir),
         train_dataset=to_dataset(train),
         eval_dataset=to_dataset(eval),
         processing_class=tokenizer,
@@ -254,6 +331,9 @@ def heldout_loss(trainer: SFTTrainer, use_adapter: bool = True) -> HeldoutLoss:
     batch composition; this one sums the loss of every assistant token and divides once,
     which is what perplexity needs. It uses TRL's fused LM head (no full logits) under the
     trainer's autocast, and with `use_adapter=False` scores the base model on the same tokens.
+    Under DDP every rank must call it: each scores its share of the eval set and all get the
+    total (the same number as one process, up to summation order). With packing the eval
+    batches are padding-free (one row of dialogues): they are split back per dialogue.
     """
     import contextlib
 
@@ -265,10 +345,25 @@ def heldout_loss(trainer: SFTTrainer, use_adapter: bool = True) -> HeldoutLoss:
     adapter_off = contextlib.nullcontext() if use_adapter else model.disable_adapter()
     with torch.no_grad(), adapter_off, trainer.accelerator.autocast():
         for batch in trainer.get_eval_dataloader():
-            batch = {k: v.to(model.device) for k, v in batch.items() if torch.is_tensor(v)}
+            # Padding-free batches also carry the dialogue boundaries (tensors and ints).
+            batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             out = model(**batch, fused_lm_head=True)
-            nll -= out.log_probs.double().sum().item()
-            tokens += int(out.label_mask.sum().item())
+            # Per dialogue, so that gather_for_metrics can drop the dialogues accelerate
+            # repeats to give every rank the same number of batches (a no-op in one process).
+            token_nll, scored = -out.log_probs.double(), out.label_mask.double()
+            if "seq_idx" in batch:
+                # Padding-free: the batch is one row. A label's dialogue is that of its token
+                # (labels are shifted by one; each dialogue's first label is -100).
+                dialogue = batch["seq_idx"][:, 1:].flatten().long()
+                count = len(batch["cu_seq_lens_q"]) - 1
+                token_nll, scored = (
+                    x.new_zeros(count).index_add_(0, dialogue, x.flatten())[:, None]
+                    for x in (token_nll, scored)
+                )
+            rows = torch.stack([token_nll.flatten(1).sum(1), scored.flatten(1).sum(1)], dim=1)
+            rows = trainer.accelerator.gather_for_metrics(rows)
+            nll += rows[:, 0].sum().item()
+            tokens += int(rows[:, 1].sum().item())
     if tokens == 0:
         raise UserError("the eval set has no assistant tokens within max_length")
     return HeldoutLoss(loss=nll / tokens, tokens=tokens)
@@ -317,6 +412,8 @@ def run_fingerprint(
         "config": {
             "lora": spec.lora.model_dump(mode="json"),
             "training": spec.training.model_dump(mode="json"),
+            # The number of ranks changes the batch, and a checkpoint holds one RNG per rank.
+            "distributed": spec.distributed.model_dump(mode="json"),
             "runtime": asdict(runtime),
         },
         "train_data": file_digest(train),
@@ -334,11 +431,26 @@ def _step_of(checkpoint: Path) -> int:
     return int(checkpoint.name.rpartition("-")[2])
 
 
-def checkpoint_to_resume(folder: Path, fingerprint: dict[str, Any]) -> Path | None:
+def checkpoint_complete(checkpoint: Path, num_processes: int = 1) -> bool:
+    """Whether the Trainer finished writing `checkpoint`.
+
+    Rank 0 writes trainer_state.json last of its files, but under DDP every rank writes its
+    own RNG state without waiting for the others (a rank may die before writing it).
+    """
+    if not (checkpoint / TRAINER_STATE).exists():
+        return False
+    return num_processes == 1 or all(
+        (checkpoint / f"rng_state_{i}.pth").exists() for i in range(num_processes)
+    )
+
+
+def checkpoint_to_resume(
+    folder: Path, fingerprint: dict[str, Any], num_processes: int = 1
+) -> Path | None:
     """Prepare `folder` for a run with `fingerprint`; return the checkpoint to resume from.
 
     Checkpoints of a run with another fingerprint are deleted with a warning naming what
-    changed; so are incomplete ones (killed while saving: no trainer_state.json).
+    changed; so are incomplete ones (killed while saving: `checkpoint_complete`).
     """
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -368,11 +480,118 @@ def checkpoint_to_resume(folder: Path, fingerprint: dict[str, Any]) -> Path | No
         write_json(fingerprint, stored_path)
         return None
     for checkpoint in checkpoints:
-        if not (checkpoint / TRAINER_STATE).exists():
+        if not checkpoint_complete(checkpoint, num_processes):
             log.warning("%s: incomplete checkpoint (killed while saving?), removed", checkpoint)
             shutil.rmtree(checkpoint)
     last = get_last_checkpoint(str(folder))
     return Path(last) if last else None
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint a rank other than 0 resumes from, after rank 0 ran
+    `checkpoint_to_resume` (which leaves only complete checkpoints of this run); reads only."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    return Path(last) if last else None
+
+
+# --------------------------------------------------------------------------- data parallel
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in a torchrun group (its environment variables)."""
+
+    rank: int
+    local_rank: int  # its GPU on this node
+    world_size: int
+
+
+def current_rank(environ: Mapping[str, str] = os.environ) -> Rank | None:
+    """The rank torchrun (or accelerate launch) made this process; None outside a group."""
+    if "LOCAL_RANK" not in environ and "WORLD_SIZE" not in environ:
+        return None
+    return Rank(
+        rank=int(environ.get("RANK", "0")),
+        local_rank=int(environ.get("LOCAL_RANK", "0")),
+        world_size=int(environ.get("WORLD_SIZE", "1")),
+    )
+
+
+def should_launch(num_processes: int, environ: Mapping[str, str] = os.environ) -> bool:
+    """True when this process must start the `num_processes` ranks: it is not one itself."""
+    return num_processes > 1 and current_rank(environ) is None
+
+
+def check_rank(rank: Rank | None, num_processes: int, where: str) -> None:
+    """UserError unless a launched group has the configured size (`where`: the variant key)."""
+    world = rank.world_size if rank else 1
+    if rank is not None and world != num_processes:
+        raise UserError(
+            f"{where}.distributed.num_processes: {num_processes}, but this process is one of "
+            f"{world} started by a launcher (WORLD_SIZE={world}); run `python -m llmlab "
+            "train-lora` without a launcher (it starts the processes itself), or set it to "
+            f"{world}"
+        )
+
+
+def rank_command(
+    params_file: Path, preset: str, variant: str, num_processes: int, paths: Mapping[str, Path]
+) -> list[str]:
+    """The torchrun command that starts `num_processes` ranks of this stage on this node.
+
+    `paths`: the stage's path arguments by parameter name (model_dir, train, ..., curve);
+    each is the CLI flag of the same name. `--standalone` takes a free port, so two such
+    jobs on one node do not collide.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1"]
+    command += [f"--nproc-per-node={num_processes}", "-m", "llmlab", "train-lora"]
+    command += ["--params", str(params_file), "--preset", preset, "--variant", variant]
+    for name, path in paths.items():
+        command += [f"--{name.replace('_', '-')}", str(path)]
+    return command
+
+
+def launch_ranks(command: Sequence[str], where: str) -> None:
+    """Run `command` (torchrun), forwarding SIGTERM to it; SystemExit with its status if it
+    fails. torchrun stops every rank when one fails; the ranks' own errors are on stderr."""
+    log.info("%s: starting the training processes: %s", where, " ".join(command))
+    proc = subprocess.Popen(command)
+    # Snakemake and SLURM stop a job with SIGTERM to this process: pass it on, so that no
+    # rank keeps a GPU busy. (Ctrl-C reaches torchrun and the ranks directly.)
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code != 0:
+        status = code if code > 0 else 128 - code  # killed by a signal: the shell's convention
+        log.error(
+            "%s: the training processes failed (torchrun exit status %d); the failing rank's "
+            "error is above",
+            where,
+            status,
+        )
+        raise SystemExit(status)
+
+
+def launch_distributed(
+    cfg: Config, variant: str, num_processes: int, paths: Mapping[str, Path]
+) -> None:
+    """Start `num_processes` ranks of train-lora on the resolved `cfg` and wait for them.
+
+    The ranks read `cfg` from a temporary params file, not the user's: the same values
+    whatever the caller was (the CLI or a test), and no re-resolution of presets.
+    """
+    with tempfile.TemporaryDirectory(prefix="llmlab-train-lora-") as tmp:
+        params_file = Path(tmp) / "params.yaml"
+        write_text(
+            yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
+            params_file,
+        )
+        command = rank_command(params_file, cfg.preset, variant, num_processes, paths)
+        launch_ranks(command, f"sft.variants.{variant}.distributed")
 
 
 # --------------------------------------------------------------------------- outputs
@@ -474,20 +693,49 @@ def run_train_lora(
     metrics: Path,
     curve: Path,
 ) -> None:
-    """train_lora: train one variant's adapter; write adapter, train log, metrics, curve."""
+    """train_lora: train one variant's adapter; write adapter, train log, metrics, curve.
+
+    With `distributed.num_processes` N > 1 and outside a torchrun group, it checks everything
+    it can, then starts N ranks of itself and waits (module docstring).
+    """
     from transformers import set_seed
 
-    require_device(cfg.device)
     check_key(variant, cfg.sft.variants, flag="--variant", where="sft.variants")
     spec = cfg.sft.variants[variant]
     where = f"sft.variants.{variant}"
+    num_processes = spec.distributed.num_processes
+    rank = current_rank()
+    if rank is None:
+        # Before anything probes CUDA; torchrun's ranks inherit the binding.
+        bind_gpus(cfg.device, num_processes)
+    require_device(cfg.device)
+    check_rank(rank, num_processes, where)
+    if num_processes > 1:
+        require_device(cfg.device, gpus=num_processes, where=f"{where}.distributed.num_processes")
     runtime = resolve_runtime(spec, cfg.device, where)
     check_prepared_model(model_dir)
     train_dialogues = read_dialogues(train)
     eval_dialogues = read_dialogues(eval)
     tokenizer = load_tokenizer(model_dir)
+    fingerprint = run_fingerprint(spec, runtime, model_dir, train, eval, tokenizer.chat_template)
+    if should_launch(num_processes):
+        # Stale checkpoints go before any rank starts, so the ranks find the folder settled.
+        checkpoint_to_resume(checkpoints, fingerprint, num_processes)
+        paths = {"model_dir": model_dir, "train": train, "eval": eval}
+        paths |= {"checkpoints": checkpoints, "adapter": adapter, "train_log": train_log}
+        paths |= {"metrics": metrics, "curve": curve}
+        launch_distributed(cfg, variant, num_processes, paths)
+        return
+
+    # In a rank, this joins the process group: the barriers below need it.
+    args = sft_config(spec, runtime, checkpoints, world_size=num_processes)
+    is_main = args.process_index == 0
+    if not is_main:
+        # Rank 0 speaks for all; warnings and errors of any rank still show.
+        logging.getLogger("llmlab").setLevel(logging.WARNING)
     log.info(
-        "variant %s: %d train / %d eval dialogues; %s, precision %s, optimizer %s, %s",
+        "variant %s: %d train / %d eval dialogues; %s, precision %s, optimizer %s, %s; "
+        "%d process(es), %d %s per optimizer step",
         variant,
         len(train_dialogues),
         len(eval_dialogues),
@@ -495,17 +743,29 @@ def run_train_lora(
         runtime.precision,
         runtime.optim,
         "4-bit NF4 base (QLoRA)" if runtime.quantize else "full-precision base (LoRA)",
+        num_processes,
+        effective_batch_size(spec),
+        f"packed rows of up to {spec.training.max_length} tokens"
+        if spec.training.packing
+        else "dialogues",
     )
-    fingerprint = run_fingerprint(spec, runtime, model_dir, train, eval, tokenizer.chat_template)
-    resume = checkpoint_to_resume(checkpoints, fingerprint)
+    with args.main_process_first(local=False, desc="checkpoint check"):
+        # Rank 0 settles the folder (a rank started by hand, not by launch_distributed, finds
+        # it unsettled); the others then only read it.
+        resume = (
+            checkpoint_to_resume(checkpoints, fingerprint, num_processes)
+            if is_main
+            else last_checkpoint(checkpoints)
+        )
     resumed_from_step = _step_of(resume) if resume else 0
     if resume:
         log.info("resuming from %s (step %d)", resume, resumed_from_step)
 
     set_seed(spec.training.seed)  # peft initialises LoRA A randomly
-    model = load_base_model(model_dir, runtime)
+    gpu = rank.local_rank if rank is not None and runtime.device == "cuda" else None
+    model = load_base_model(model_dir, runtime, gpu=gpu)
     trainer = build_trainer(
-        model, tokenizer, train_dialogues, eval_dialogues, spec, runtime, checkpoints
+        model, tokenizer, train_dialogues, eval_dialogues, spec, runtime, checkpoints, args, where
     )
     trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / total)
@@ -513,8 +773,56 @@ def run_train_lora(
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime_s = time.perf_counter() - start
 
+    # Every rank: each scores part of the eval set.
     final = heldout_loss(trainer, use_adapter=True)
     base = heldout_loss(trainer, use_adapter=False)
+    if is_main:
+        write_outputs(
+            trainer,
+            tokenizer,
+            spec,
+            variant,
+            runtime,
+            final=final,
+            base=base,
+            counts={"eval_dialogues": len(eval_dialogues), "train_dialogues": len(train_dialogues)},
+            resumed_from_step=resumed_from_step,
+            runtime_s=runtime_s,
+            outputs={"adapter": adapter, "train_log": train_log, "metrics": metrics}
+            | {"curve": curve},
+        )
+    if args.world_size > 1:
+        # The group ends together: no rank tears it down while rank 0 still writes.
+        trainer.accelerator.wait_for_everyone()
+
+
+def effective_batch_size(spec: SftVariant) -> int:
+    """Dialogues (packed rows with `packing`) per optimizer step: per device x gradient
+    accumulation x processes."""
+    t = spec.training
+    return (
+        t.per_device_train_batch_size
+        * t.gradient_accumulation_steps
+        * spec.distributed.num_processes
+    )
+
+
+def write_outputs(
+    trainer: SFTTrainer,
+    tokenizer: PreTrainedTokenizerBase,
+    spec: SftVariant,
+    variant: str,
+    runtime: Runtime,
+    *,
+    final: HeldoutLoss,
+    base: HeldoutLoss,
+    counts: Mapping[str, int],
+    resumed_from_step: int,
+    runtime_s: float,
+    outputs: Mapping[str, Path],
+) -> None:
+    """Adapter, train log, metrics and loss curve of a finished run (rank 0 only)."""
+    trainable, total = trainer.model.get_nb_trainable_parameters()
     log.info(
         "held-out loss %.4f (perplexity %.2f); base model %.4f (%.2f); %d tokens",
         final.loss,
@@ -531,8 +839,7 @@ def run_train_lora(
         "base_eval_loss": base.loss,
         "base_perplexity": base.perplexity,
         "eval_tokens": final.tokens,
-        "eval_dialogues": len(eval_dialogues),
-        "train_dialogues": len(train_dialogues),
+        **counts,
         "final_train_loss": log_json["train"][-1]["loss"] if log_json["train"] else None,
         "steps": trainer.state.global_step,
         "resumed_from_step": resumed_from_step,
@@ -542,9 +849,11 @@ def run_train_lora(
         "runtime": asdict(runtime),
         "lora": spec.lora.model_dump(mode="json"),
         "training": spec.training.model_dump(mode="json"),
+        "distributed": spec.distributed.model_dump(mode="json"),
+        "effective_batch_size": effective_batch_size(spec),
     }
-    save_adapter(trainer.model, tokenizer, adapter)
-    write_json(log_json, train_log)
-    write_json(metrics_json, metrics)
-    save_figure(plot_loss_curve(log_json, metrics_json), curve)
-    log.info("adapter written to %s", adapter)
+    save_adapter(trainer.model, tokenizer, outputs["adapter"])
+    write_json(log_json, outputs["train_log"])
+    write_json(metrics_json, outputs["metrics"])
+    save_figure(plot_loss_curve(log_json, metrics_json), outputs["curve"])
+    log.info("adapter written to %s", outputs["adapter"])

@@ -81,6 +81,7 @@ def predictions_frame(
             "prompt": ["-"] * n,
             "shots": [0] * n,
             "strategy": ["-"] * n,
+            "draw": [0] * n,
             "backend": [model] * n,
             "calibration": ["none"] * n,
             "review_id": val["review_id"],
@@ -90,6 +91,7 @@ def predictions_frame(
             "raw_output": predicted,
             "label_scores": log_probs.astype(np.float64).tolist(),
             "seconds": [float(seconds_per_review)] * n,
+            "review_tokens": [None] * n,  # a model-token length: LLMs only
         },
         schema=PREDICTIONS_SCHEMA,
     )

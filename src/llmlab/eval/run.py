@@ -8,6 +8,11 @@ load, and derives one system per calibration method from the same label scores:
 - `threshold`: scores shifted by a threshold fitted on a held-out train slice.
 The content-free and held-out prompts are extra engine work, timed and reported in
 metrics.json; a calibrated system's `seconds` are those of its uncalibrated answers.
+
+A fixed example set (`random`, `balanced`) is drawn `eval.fewshot.draws` times: draw 0 with
+`eval.fewshot.seed` (one draw is exactly the single-set evaluation), draw d >= 1 with
+`draw_seed(seed, d)`. Each draw is a setting of its own, scored in its own engine call, so
+its examples are one shared prefix (prefix caching works per draw).
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from llmlab.eval.fewshot import (
     select_similar,
     split_pool,
 )
-from llmlab.eval.metrics import system_metrics
-from llmlab.eval.prompts import Prompt, build_prompt, truncate_reviews
+from llmlab.eval.prompts import Prompt, build_prompt, token_lengths, truncate_reviews
+from llmlab.eval.shards import shard_rows
+from llmlab.gpus import bind_gpus
 from llmlab.io import read_parquet, write_json, write_parquet
 from llmlab.runtime import check_prepared_model, require_device
 from llmlab.schemas import PREDICTIONS_SCHEMA, SPLIT_SCHEMA
@@ -53,20 +59,51 @@ NO_STRATEGY = "-"  # the strategy of zero-shot systems (and baselines)
 class Setting:
     prompt: str
     strategy: str  # a few-shot strategy, or "-" at zero shots
+    draw: int = 0  # which draw of a fixed example set (0: drawn with eval.fewshot.seed)
+
+    @property
+    def name(self) -> str:
+        """Its name in progress and log lines: system/balanced, system/balanced/draw1."""
+        base = f"{self.prompt}/{self.strategy}"
+        return f"{base}/draw{self.draw}" if self.draw else base
 
 
 def system_id(
-    model: str, prompt: str, shots: int, strategy: str, backend: str, calibration: str
+    model: str,
+    prompt: str,
+    shots: int,
+    strategy: str,
+    backend: str,
+    calibration: str,
+    draw: int = 0,
 ) -> str:
-    """Readable unique id, e.g. "instruct_lm/system/5shot/balanced/vllm/contextual"."""
+    """Readable unique id, e.g. "instruct_lm/system/5shot/balanced/vllm/contextual"; draws
+    d >= 1 of a fixed example set get a "/draw<d>" suffix (draw 0 keeps the plain id)."""
     parts = [model, prompt, f"{shots}shot", strategy, backend, calibration]
-    return "/".join(p for p in parts if p != NO_STRATEGY)
+    sid = "/".join(p for p in parts if p != NO_STRATEGY)
+    return f"{sid}/draw{draw}" if draw else sid
+
+
+def draw_seed(seed: int, draw: int) -> int:
+    """The example-selection seed of few-shot draw `draw`: `seed` itself for draw 0, else a
+    32-bit seed derived from (seed, draw) by numpy's SeedSequence (distinct, reproducible)."""
+    if draw == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, draw]).generate_state(1)[0])
 
 
 def plan_settings(eval_cfg: EvalConfig, shots: int) -> list[Setting]:
-    """Every prompt x strategy evaluated at this shot count (strategies need shots > 0)."""
-    strategies = eval_cfg.fewshot.strategies if shots > 0 else [NO_STRATEGY]
-    return [Setting(p, s) for p in eval_cfg.prompts for s in strategies]
+    """Every prompt x strategy x draw evaluated at this shot count (strategies need shots >
+    0; only the fixed strategies have more than one draw)."""
+    if shots == 0:
+        return [Setting(p, NO_STRATEGY) for p in eval_cfg.prompts]
+    draws = eval_cfg.fewshot.draws
+    return [
+        Setting(p, s, d)
+        for p in eval_cfg.prompts
+        for s in eval_cfg.fewshot.strategies
+        for d in range(draws if s in FIXED_STRATEGIES else 1)
+    ]
 
 
 @dataclass
@@ -131,7 +168,7 @@ def build_requests(
     val_text = cut(val["review"].to_list(), eval_cfg.review_tokens)
     holdout_text = cut(holdout["review"].to_list(), eval_cfg.review_tokens)
     content_free = eval_cfg.calibration.content_free
-    seed = eval_cfg.fewshot.seed
+    seed = draw_seed(eval_cfg.fewshot.seed, setting.draw)
 
     if shots == 0 or setting.strategy in FIXED_STRATEGIES:
         chosen = (
@@ -229,20 +266,23 @@ def prediction_rows(
     predictions: Sequence[str | None],
     scores: np.ndarray,
     labels: Sequence[str],
+    review_tokens: Sequence[int] | None = None,
 ) -> pl.DataFrame:
-    """Rows of one system in PREDICTIONS_SCHEMA."""
+    """Rows of one system in PREDICTIONS_SCHEMA. `review_tokens`: each review's length in the
+    model's tokens before truncation (null when not given)."""
     n = val.height
     valid = [p is not None and p in labels for p in predictions]
+    sid = system_id(
+        model, setting.prompt, shots, setting.strategy, backend, calibration, setting.draw
+    )
     return pl.DataFrame(
         {
-            "system": [
-                system_id(model, setting.prompt, shots, setting.strategy, backend, calibration)
-            ]
-            * n,
+            "system": [sid] * n,
             "model": [model] * n,
             "prompt": [setting.prompt] * n,
             "shots": [shots] * n,
             "strategy": [setting.strategy] * n,
+            "draw": [setting.draw] * n,
             "backend": [backend] * n,
             "calibration": [calibration] * n,
             "review_id": val["review_id"],
@@ -252,6 +292,7 @@ def prediction_rows(
             "raw_output": [a.raw_output for a in answers],
             "label_scores": [list(map(float, s)) for s in scores],
             "seconds": [a.seconds for a in answers],
+            "review_tokens": list(review_tokens) if review_tokens is not None else [None] * n,
         },
         schema=PREDICTIONS_SCHEMA,
     )
@@ -280,11 +321,13 @@ def evaluate(
     pool, holdout = split_pool(train, holdout_rows, eval_cfg.calibration.seed)
     val_ids = val["review_id"].to_list()
     check_no_leakage(holdout["review_id"].to_list(), val_ids, "calibration threshold slice")
+    # Lengths before truncation: the error analysis compares truncated with whole reviews.
+    review_tokens = token_lengths(val["review"].to_list(), tokenizer)
     frames: list[pl.DataFrame] = []
     settings_info: list[dict[str, Any]] = []
     neighbours = None
     for setting in plan_settings(eval_cfg, shots):
-        name = f"{setting.prompt}/{setting.strategy}"
+        name = setting.name
         if setting.strategy == "similar" and neighbours is None:
             neighbours = similar_sets(pool, val, holdout, shots)
         req = build_requests(
@@ -336,6 +379,7 @@ def evaluate(
                     predictions=result["predictions"],
                     scores=result["scores"],
                     labels=labels,
+                    review_tokens=review_tokens,
                 )
             )
         raw_scores = results["none"]["scores"]
@@ -344,8 +388,13 @@ def evaluate(
             {
                 "prompt": setting.prompt,
                 "strategy": setting.strategy,
+                "draw": setting.draw,
+                # the example-selection seed of this draw (fixed strategies only)
+                "seed": draw_seed(eval_cfg.fewshot.seed, setting.draw)
+                if setting.strategy in FIXED_STRATEGIES
+                else None,
                 "fixed_example_ids": req.fixed_example_ids,
-                "example_count": len(req.example_ids),
+                "example_ids": req.example_ids,  # eval_llm_gather keeps only their count
                 "seconds": t1 - t0,
                 "calibration_seconds": t2 - t1,
                 # How often the engine's answer is the best-scored label (1.0 for
@@ -374,23 +423,6 @@ def evaluate(
     return pl.concat(frames), info
 
 
-def metrics_by_system(predictions: pl.DataFrame, eval_cfg: EvalConfig) -> dict[str, Any]:
-    """system_metrics of every system in a predictions table, keyed by system id."""
-    out = {}
-    for (system,), rows in predictions.group_by("system", maintain_order=True):
-        first = rows.row(0, named=True)
-        out[system] = {
-            key: first[key]
-            for key in ("model", "prompt", "shots", "strategy", "backend", "calibration")
-        } | system_metrics(
-            rows,
-            eval_cfg.labels,
-            resamples=eval_cfg.bootstrap.resamples,
-            seed=eval_cfg.bootstrap.seed,
-        )
-    return out
-
-
 def _check_inputs(
     cfg: Config, model: str, shots: int, model_dir: Path, train: Path, val: Path
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -411,23 +443,38 @@ def _check_inputs(
     return train_df, val_df
 
 
+def _check_shard(shard: int, shards: int) -> None:
+    if not 0 <= shard < shards:
+        raise UserError(f"--shard: {shard} is not in 0..{shards - 1} (eval.shards: {shards})")
+
+
 def run_eval_llm(
     cfg: Config,
     *,
     model: str,
     shots: int,
+    shard: int,
     model_dir: Path,
     train: Path,
     val: Path,
     predictions: Path,
-    metrics: Path,
+    info: Path,
 ) -> None:
-    """CLI layer of eval-llm: check inputs, load the engine once, evaluate, write both files."""
-    require_device(cfg.device)
+    """CLI layer of eval-llm: check inputs, load the engine once, evaluate one shard of the
+    validation rows, write its predictions and run info (eval_llm_gather joins the shards).
+
+    Everything a shard computes besides its own reviews (few-shot examples, content-free
+    priors, the threshold slice) depends on the config and train split only, so every shard
+    computes the same values and the joined result equals a single job's.
+    """
+    bind_gpus(cfg.device, cfg.eval.gpus_per_job)
+    require_device(cfg.device, gpus=cfg.eval.gpus_per_job, where="eval.vllm.tensor_parallel_size")
+    _check_shard(shard, cfg.eval.shards)
     from transformers import AutoTokenizer
 
     train_df, val_df = _check_inputs(cfg, model, shots, model_dir, train, val)
     eval_cfg = cfg.eval
+    rows = shard_rows(val_df, shard, eval_cfg.shards, eval_cfg.shard_seed)
     prompt_format = cfg.models[model].prompt_format
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if prompt_format == "chat" and not tokenizer.chat_template:
@@ -435,30 +482,40 @@ def run_eval_llm(
             f"models.{model}.prompt_format: chat, but {model_dir} has no chat template "
             "(a base model?); set prompt_format: plain"
         )
-    backend = make_backend(
-        eval_cfg.backend, model_dir, eval_cfg.vllm, eval_cfg.transformers, cfg.device
+    log.info(
+        "shard %d of %d: %d of %d validation reviews",
+        shard,
+        eval_cfg.shards,
+        rows.height,
+        val_df.height,
     )
-    start = time.perf_counter()
-    preds, info = evaluate(
-        backend,
-        tokenizer,
-        model=model,
-        shots=shots,
-        train=train_df,
-        val=val_df,
-        eval_cfg=eval_cfg,
-        prompt_format=prompt_format,
-        template_kwargs=cfg.models[model].chat_template_kwargs,
-    )
-    info["eval_seconds"] = time.perf_counter() - start
-    info["systems"] = metrics_by_system(preds, eval_cfg)
-    for system, m in info["systems"].items():
-        log.info(
-            "%s: accuracy %.3f, predicted positive %.2f, invalid %d",
-            system,
-            m["accuracy"],
-            m["predicted_positive_rate"],
-            m["invalid"],
+    if rows.is_empty():
+        # Possible when shards outnumber reviews: nothing to score, no engine to start.
+        preds = pl.DataFrame(schema=PREDICTIONS_SCHEMA)
+        run_info = {"model": model, "shots": shots, "settings": [], "load_seconds": 0.0}
+    else:
+        backend = make_backend(
+            eval_cfg.backend, model_dir, eval_cfg.vllm, eval_cfg.transformers, cfg.device
         )
+        start = time.perf_counter()
+        preds, run_info = evaluate(
+            backend,
+            tokenizer,
+            model=model,
+            shots=shots,
+            train=train_df,
+            val=rows,
+            eval_cfg=eval_cfg,
+            prompt_format=prompt_format,
+            template_kwargs=cfg.models[model].chat_template_kwargs,
+        )
+        run_info["eval_seconds"] = time.perf_counter() - start
+    run_info |= {
+        "shard": shard,
+        "shards": eval_cfg.shards,
+        "shard_seed": eval_cfg.shard_seed,
+        "rows": rows.height,
+        "systems": list(dict.fromkeys(preds["system"].to_list())),
+    }
     write_parquet(preds, predictions)
-    write_json(info, metrics)
+    write_json(run_info, info)

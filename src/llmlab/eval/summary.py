@@ -1,9 +1,20 @@
 """eval_summary: every system's metrics in one table, paired tests, and the figures.
 
-Reads only predictions tables (PREDICTIONS_SCHEMA), LLM and baseline alike. A system is an
-LLM system when its `model` is in eval.models, a baseline otherwise. Everything the report
-needs is in the summary JSON: the systems table, the best systems, the few-shot effect per
-model, the LLM-vs-baseline test and the calibration gains.
+Reads only predictions tables (PREDICTIONS_SCHEMA), LLM and baseline alike, and the
+validation reviews (their text, for length buckets and snippets). A system is an LLM system
+when its `model` is in eval.models, a baseline otherwise. Everything the report needs is in
+the summary JSON:
+- `systems`, `best_*`, `llm_vs_baseline`, `fewshot_effect`, `calibration_gains`: accuracy
+  with CIs and paired tests, on the first few-shot draw (draw 0) of every setting;
+- `probability`: ECE (equal-width and equal-mass bins), Brier score and log loss of every
+  system's label probabilities, and their paired change under each calibration method;
+  `calibration_quality`: that change for the best LLM setting; `reliability`: the systems of
+  each model's reliability diagram (its best setting, uncalibrated vs calibrated);
+- `draw_spread`: per few-shot setting, accuracy over the K draws of its example set next to
+  the single-draw CI; `sensitivity`: the spread across prompts x strategies x draws per
+  (model, shots, calibration) and which choice (prompt, model, calibration) matters most;
+- `errors`: accuracy by review length and by truncation, the hardest reviews, and Cohen's
+  kappa between the best systems.
 
 Caveat (stated in the JSON too): "best" systems are picked on the same reviews they are then
 tested on, which favours the picked system; the paired tests are descriptive.
@@ -11,7 +22,9 @@ tested on, which favours the picked system; the paired tests are descriptive.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +36,12 @@ import seaborn as sns
 
 from llmlab.config import Config, EvalConfig
 from llmlab.errors import UserError
+from llmlab.eval import analysis, probability
+from llmlab.eval.fewshot import FIXED_STRATEGIES
 from llmlab.eval.metrics import paired_comparison, system_metrics
 from llmlab.io import atomic_dir, read_parquet, write_json
 from llmlab.plots import save_figure, setup_theme
-from llmlab.schemas import PREDICTIONS_SCHEMA
+from llmlab.schemas import PREDICTIONS_SCHEMA, SPLIT_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +50,28 @@ SELECTION_NOTE = (
     "Best systems are selected on the same validation reviews they are tested on, which "
     "favours them; read the paired tests as descriptive."
 )
+DRAW_NOTE = (
+    "Few-shot draws: the systems table, the best systems, the paired tests, the few-shot "
+    "effect and the calibration gains use the first draw (draw 0) of each fixed example set, "
+    "a single concrete prompt someone could deploy; a per-review majority over the draws "
+    "would be an ensemble costing K times the compute, another system. The spread over "
+    "draws and the prompt sensitivity use every draw."
+)
+PROBABILITY_NOTE = (
+    "Probability quality: P(label) is the softmax of each system's label scores (baselines: "
+    "their predicted probabilities); ECE compares the predicted P({positive}) with the "
+    "observed share of {positive} reviews in {bins} equal-width and {bins} equal-mass bins; "
+    "every review is scored, invalid outputs included. ECE is biased upward on few reviews "
+    "per bin and its bootstrap resamples more so (its percentile CI can lie above the "
+    "estimate); changes are calibrated minus uncalibrated on the same resamples (paired CIs, "
+    "sharing that bias): negative is better."
+)
+BINS = 10  # reliability / ECE bins
+_PROB_METRICS = ("ece_width", "ece_mass", "brier", "log_loss")
+HARDEST = 10  # reviews listed in the error analysis
+SNIPPET_CHARS = 200
+# Word-count buckets of the model-independent length analysis (IMDB: median ~174 words).
+WORD_EDGES = (0, 100, 200, 400)
 
 
 # --------------------------------------------------------------------------- loading
@@ -215,12 +252,308 @@ def fewshot_effect(
     return {"best": per_model, "pairs": pairs}
 
 
+# --------------------------------------------------------------------------- probabilities
+
+
+def _finite(value: Any) -> Any:
+    """NaN -> None, recursively (the summary is strict JSON)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _positive(eval_cfg: EvalConfig) -> int | None:
+    return len(eval_cfg.labels) - 1 if len(eval_cfg.labels) == 2 else None
+
+
+def probability_section(
+    predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
+) -> dict[str, Any]:
+    """ECE (width, mass), Brier, log loss with CIs of every system in `table`, and the paired
+    change of each calibrated LLM system against its uncalibrated twin."""
+    labels = list(eval_cfg.labels)
+    boot = {"resamples": eval_cfg.bootstrap.resamples, "seed": eval_cfg.bootstrap.seed}
+    per_system = probability.probability_metrics(predictions, labels, bins=BINS, **boot)
+    keys = ("system", *SYSTEM_KEYS, "kind")
+    systems = [
+        {k: row[k] for k in keys} | per_system[row["system"]] for row in table.iter_rows(named=True)
+    ]
+    probs = {
+        s: probability.probabilities_and_gold(predictions.filter(pl.col("system") == s), labels)
+        for s in table["system"]
+    }
+    llm = table.filter(pl.col("kind") == "llm")
+    twin_keys = ["model", "prompt", "shots", "strategy", "backend"]
+    changes = []
+    for row in llm.filter(pl.col("calibration") != "none").iter_rows(named=True):
+        base = llm.filter(
+            pl.all_horizontal([pl.col(k) == row[k] for k in twin_keys])
+            & (pl.col("calibration") == "none")
+        )
+        if base.is_empty():
+            continue
+        before, after = base["system"][0], row["system"]
+        (p_before, gold), (p_after, _) = probs[before], probs[after]
+        change = probability.calibration_change(
+            p_before, p_after, gold, bins=BINS, positive=_positive(eval_cfg), **boot
+        )
+        changes.append(
+            {k: row[k] for k in (*twin_keys, "calibration")}
+            | {"system": after, "uncalibrated_system": before}
+            | {f"{m}_uncalibrated": per_system[before][m] for m in _PROB_METRICS}
+            | {f"{m}_uncalibrated_ci": per_system[before][f"{m}_ci"] for m in _PROB_METRICS}
+            | {f"{m}_calibrated": per_system[after][m] for m in _PROB_METRICS}
+            | {f"{m}_calibrated_ci": per_system[after][f"{m}_ci"] for m in _PROB_METRICS}
+            | {f"{m}_change": change[m] for m in _PROB_METRICS}
+            | {f"{m}_change_ci": change[f"{m}_ci"] for m in _PROB_METRICS}
+        )
+    return {
+        "view": probability.view_name(labels),
+        "bins": BINS,
+        "systems": systems,
+        "calibration_changes": changes,
+    }
+
+
+def calibration_quality(
+    prob: dict[str, Any], table: pl.DataFrame, best_llm: str | None
+) -> dict[str, Any] | None:
+    """The probability change of the best LLM setting under calibration (contextual if
+    configured, else the first calibrated method), and how many calibrated systems lower
+    their ECE (equal-width bins)."""
+    changes = prob["calibration_changes"]
+    if not best_llm or not changes:
+        return None
+    row = table.filter(pl.col("system") == best_llm).row(0, named=True)
+    keys = ("model", "prompt", "shots", "strategy", "backend")
+    mine = [c for c in changes if all(c[k] == row[k] for k in keys)]
+    if not mine:
+        return None
+    pick = next((c for c in mine if c["calibration"] == "contextual"), mine[0])
+    lower = [c for c in changes if c["calibration"] == pick["calibration"]]
+    return pick | {
+        "best_llm": best_llm,
+        "systems_compared": len(lower),
+        "systems_lower_ece": sum(c["ece_width_change"] < 0 for c in lower),
+        "systems_lower_ece_significant": sum(c["ece_width_change_ci"][1] < 0 for c in lower),
+    }
+
+
+def reliability_plan(table: pl.DataFrame, eval_cfg: EvalConfig) -> list[dict[str, Any]]:
+    """Per LLM model: its best system (draw 0) and the calibration twins of its setting, the
+    curves of its reliability diagram."""
+    out = []
+    llm = table.filter(pl.col("kind") == "llm")
+    keys = ["model", "prompt", "shots", "strategy", "backend"]
+    for model in eval_cfg.models:
+        best = best_system(llm, model=model)
+        if best is None:
+            continue
+        row = llm.filter(pl.col("system") == best).row(0, named=True)
+        twins = llm.filter(pl.all_horizontal([pl.col(k) == row[k] for k in keys]))
+        order = {m: i for i, m in enumerate(eval_cfg.calibration.methods)}
+        twins = twins.sort(pl.col("calibration").replace_strict(order, default=len(order)))
+        out.append(
+            {
+                "model": model,
+                "best_system": best,
+                "setting": {k: row[k] for k in keys},
+                "systems": twins["system"].to_list(),
+                "calibrations": twins["calibration"].to_list(),
+                "figure": f"reliability_{model}",
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- draws, sensitivity
+
+
+def draw_section(
+    predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
+) -> dict[str, Any]:
+    """Per few-shot setting with a fixed example set: accuracy over its draws (mean, sd,
+    min-max) next to the first draw's accuracy and bootstrap CI."""
+    llm = predictions.filter(
+        pl.col("model").is_in(list(eval_cfg.models))
+        & (pl.col("shots") > 0)
+        & pl.col("strategy").is_in(list(FIXED_STRATEGIES))
+    )
+    rows: list[dict[str, Any]] = []
+    if not llm.is_empty():
+        acc = analysis.system_accuracy(llm, extra_keys=("draw",))
+        spread = analysis.draw_spread_table(acc)
+        first = table.select("system", *analysis.SETTING_KEYS, "accuracy", "ci_low", "ci_high")
+        joined = spread.join(first, on=list(analysis.SETTING_KEYS), how="left")
+        for r in joined.iter_rows(named=True):
+            low, high = r["ci_low"], r["ci_high"]
+            width = high - low if low is not None and high is not None else None
+            rows.append(
+                {k: r[k] for k in analysis.SETTING_KEYS}
+                | {k: r[k] for k in ("system", "n_draws", "mean", "sd", "min", "max", "range")}
+                | {
+                    "accuracy_draw0": r["accuracy"],
+                    "ci_low": low,
+                    "ci_high": high,
+                    "ci_width": width,
+                    "range_exceeds_ci": bool(width is not None and r["range"] > width),
+                }
+            )
+    sds = [r["sd"] for r in rows if r["sd"] is not None]
+    widths = [r["ci_width"] for r in rows if r["ci_width"] is not None and r["n_draws"] > 1]
+    widest = max((r for r in rows if r["n_draws"] > 1), key=lambda r: r["range"], default=None)
+    return {
+        # Draws found in the predictions (eval.fewshot.draws made them; `similar` has one).
+        "draws": max((r["n_draws"] for r in rows), default=eval_cfg.fewshot.draws),
+        "configured_draws": eval_cfg.fewshot.draws,
+        "settings": rows,
+        "multi_draw_settings": sum(r["n_draws"] > 1 for r in rows),
+        "mean_sd": float(np.mean(sds)) if sds else None,
+        "max_sd": float(np.max(sds)) if sds else None,
+        "max_range": widest["range"] if widest else None,
+        "max_range_system": widest["system"] if widest else None,
+        "mean_ci_width": float(np.mean(widths)) if widths else None,
+        "range_exceeds_ci": sum(r["range_exceeds_ci"] for r in rows if r["n_draws"] > 1),
+    }
+
+
+def sensitivity_section(predictions: pl.DataFrame, eval_cfg: EvalConfig) -> dict[str, Any] | None:
+    """analysis.prompt_sensitivity over every LLM system and draw, as JSON, with an explicit
+    comparison of the prompt choice against the model and calibration choices."""
+    llm = predictions.filter(pl.col("model").is_in(list(eval_cfg.models)))
+    if llm.is_empty():
+        return None
+    acc = analysis.system_accuracy(llm, extra_keys=("draw",))
+    sens = analysis.prompt_sensitivity(acc)
+    factors = sens["factors"].to_dicts()
+    spread = {f["factor"]: f["spread"] for f in factors}
+    comparisons = []
+    prompt = spread.get("prompt")
+    for other in ("model", "calibration"):
+        value = spread.get(other)
+        if prompt is None or value is None:
+            continue
+        verdict = "more than" if prompt > value else "less than" if prompt < value else "as much as"
+        comparisons.append(
+            f"the choice of prompt is worth {verdict} the choice of {other} "
+            f"({100 * prompt:.1f} vs {100 * value:.1f} percentage points)"
+        )
+    return {
+        "table": sens["table"].to_dicts(),
+        "factors": factors,
+        "dominant": sens["dominant"],
+        "conclusion": sens["conclusion"],
+        "comparisons": comparisons,
+    }
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def focus_systems(table: pl.DataFrame, eval_cfg: EvalConfig) -> list[str]:
+    """The best system (draw 0) of each LLM model, then each baseline's."""
+    picked = [best_system(table, model=m) for m in eval_cfg.models]
+    baselines = table.filter(pl.col("kind") == "baseline")["model"].unique(maintain_order=True)
+    picked += [best_system(table, model=b) for b in baselines]
+    return [s for s in picked if s]
+
+
+def token_edges(review_tokens: int) -> list[int]:
+    """Token-length buckets around the truncation budget r: [0, r/2), [r/2, r), [r, 2r),
+    [2r, inf); reviews from r + 1 tokens on were cut."""
+    return sorted({0, review_tokens // 2, review_tokens, 2 * review_tokens})
+
+
+def error_section(
+    predictions: pl.DataFrame,
+    table: pl.DataFrame,
+    eval_cfg: EvalConfig,
+    reviews: pl.DataFrame | None,
+) -> dict[str, Any]:
+    """Accuracy by length (model tokens for LLMs, words for all) and by truncation of the
+    focus systems, the hardest reviews over every system (draw 0), kappa between the best
+    systems."""
+    focus = focus_systems(table, eval_cfg)
+    kind = dict(zip(table["system"], table["kind"], strict=True))
+    boot = {"resamples": eval_cfg.bootstrap.resamples, "seed": eval_cfg.bootstrap.seed}
+    budget = eval_cfg.review_tokens
+    by_tokens, by_truncation, truncated_share = [], [], {}
+    for system in focus:
+        rows = predictions.filter(pl.col("system") == system)
+        if kind[system] != "llm" or rows["review_tokens"].null_count():
+            continue
+        model = rows["model"][0]
+        lengths = rows.select("review_id", tokens="review_tokens").with_columns(
+            truncated=pl.col("tokens") > budget
+        )
+        truncated_share[model] = float(lengths["truncated"].mean())
+        by_tokens += analysis.accuracy_by_length(
+            rows, lengths, length_col="tokens", edges=token_edges(budget), **boot
+        ).to_dicts()
+        by_truncation += analysis.accuracy_by_truncation(rows, lengths, **boot).to_dicts()
+    by_words: list[dict[str, Any]] = []
+    words = None
+    if reviews is not None:
+        words = reviews.select(
+            "review_id",
+            words=pl.col("review")
+            .str.replace_all(r"(?i)<br\s*/?>", " ")
+            .str.count_matches(r"\S+")
+            .cast(pl.Int64),
+        )
+        focus_rows = predictions.filter(pl.col("system").is_in(focus))
+        by_words = analysis.accuracy_by_length(
+            focus_rows, words, length_col="words", edges=WORD_EDGES, **boot
+        ).to_dicts()
+        order = {s: i for i, s in enumerate(focus)}
+        by_words.sort(key=lambda r: (order[r["system"]], r["bucket"]))
+    hardest = analysis.hardest_reviews(
+        predictions, reviews, k=HARDEST, snippet_chars=SNIPPET_CHARS
+    ).to_dicts()
+    return {
+        "focus_systems": focus,
+        "review_tokens": budget,
+        "truncated_share": truncated_share,
+        "by_tokens": by_tokens,
+        "by_words": by_words,
+        "by_truncation": by_truncation,
+        "hardest": hardest,
+        "hardest_systems": int(predictions["system"].n_unique()),
+        "kappa": kappa_pairs(predictions, table, eval_cfg),
+    }
+
+
+def kappa_pairs(
+    predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
+) -> list[dict[str, Any]]:
+    """Cohen's kappa of the LLMs' best systems with each other and with TF-IDF (the best
+    baseline when there is no TF-IDF)."""
+    llm = [s for m in eval_cfg.models if (s := best_system(table, model=m, kind="llm"))]
+    tfidf = best_system(table, model="tfidf", kind="baseline") or best_system(
+        table, kind="baseline"
+    )
+    pairs = [(a, b, "llm vs llm") for a, b in itertools.combinations(llm, 2)]
+    if tfidf:
+        pairs += [(a, tfidf, "llm vs baseline") for a in llm]
+    return [{"pair": what} | analysis.system_kappa(predictions, a, b) for a, b, what in pairs]
+
+
+# --------------------------------------------------------------------------- summary
+
+
 def summarize(
-    predictions: pl.DataFrame, eval_cfg: EvalConfig
+    predictions: pl.DataFrame, eval_cfg: EvalConfig, reviews: pl.DataFrame | None = None
 ) -> tuple[dict[str, Any], pl.DataFrame]:
-    """The summary document (the report renders its tables) and the systems table (for the
-    figures)."""
+    """The summary document (the report renders its tables) and the systems table of the
+    first draw (for the figures). `reviews`: the validation split (review_id, review), for
+    word-count buckets and snippets of the hardest reviews."""
     n_reviews = check_same_reviews(predictions)
+    every_draw = predictions
+    predictions = predictions.filter(pl.col("draw") == 0)
     table, metrics = systems_table(predictions, eval_cfg)
     best = best_system(table)
     best_llm = best_system(table, kind="llm")
@@ -244,9 +577,23 @@ def summarize(
         "llm_vs_baseline": llm_vs_baseline,
         "fewshot_effect": fewshot_effect(predictions, table, eval_cfg),
         "calibration_gains": calibration_gains(predictions, table, eval_cfg),
-        "notes": [SELECTION_NOTE],
     }
-    return summary, table
+    prob = probability_section(predictions, table, eval_cfg)
+    positive = eval_cfg.labels[-1] if len(eval_cfg.labels) == 2 else "the top label"
+    summary |= {
+        "probability": prob,
+        "calibration_quality": calibration_quality(prob, table, best_llm),
+        "reliability": reliability_plan(table, eval_cfg),
+        "draw_spread": draw_section(every_draw, table, eval_cfg),
+        "sensitivity": sensitivity_section(every_draw, eval_cfg),
+        "errors": error_section(predictions, table, eval_cfg, reviews),
+        "notes": [
+            SELECTION_NOTE,
+            DRAW_NOTE,
+            PROBABILITY_NOTE.format(positive=positive, bins=BINS),
+        ],
+    }
+    return _finite(summary), table
 
 
 # --------------------------------------------------------------------------- figures
@@ -418,8 +765,25 @@ def confusion_systems(summary: dict[str, Any], table: pl.DataFrame) -> list[str]
     return [s for s in picked if s]
 
 
-def write_figures(summary: dict[str, Any], table: pl.DataFrame, folder: Path) -> dict[str, str]:
-    """Every figure into `folder`; returns figure name -> file name."""
+def plot_reliability_of(
+    predictions: pl.DataFrame, entry: dict[str, Any], labels: Sequence[str], path: Path
+) -> None:
+    """One model's reliability diagram: its best setting, uncalibrated vs calibrated."""
+    rows = predictions.filter(pl.col("system").is_in(entry["systems"]))
+    setting = entry["systems"][0].rsplit("/", 1)[0]
+    probability.plot_reliability(
+        rows, labels, path, bins=BINS, title=f"Reliability of {setting}: uncalibrated vs calibrated"
+    )
+
+
+def write_figures(
+    summary: dict[str, Any],
+    table: pl.DataFrame,
+    folder: Path,
+    predictions: pl.DataFrame | None = None,
+) -> dict[str, str]:
+    """Every figure into `folder`; returns figure name -> file name. The reliability
+    diagrams need the (draw 0) `predictions`."""
     setup_theme()
     made = {}
     plot_accuracy(table, folder / "accuracy.png")
@@ -433,22 +797,41 @@ def write_figures(summary: dict[str, Any], table: pl.DataFrame, folder: Path) ->
         made["strategies"] = "strategies.png"
     if plot_calibration(summary, folder / "calibration.png"):
         made["calibration"] = "calibration.png"
+    if predictions is not None:
+        for entry in summary.get("reliability", []):
+            name = entry["figure"]
+            plot_reliability_of(predictions, entry, summary["labels"], folder / f"{name}.png")
+            made[name] = f"{name}.png"
     return made
 
 
 # --------------------------------------------------------------------------- stage
 
 
-def run_eval_summary(cfg: Config, *, predictions: list[Path], summary: Path, figures: Path) -> None:
-    """CLI layer of eval-summary: read every predictions file, write the JSON and figures."""
+def run_eval_summary(
+    cfg: Config, *, predictions: list[Path], val: Path, summary: Path, figures: Path
+) -> None:
+    """CLI layer of eval-summary: read every predictions file and the validation reviews,
+    write the JSON and figures."""
     preds = load_predictions(predictions)
     unknown = sorted(set(preds["gold"].unique().to_list()) - set(cfg.eval.labels))
     if unknown:
         raise UserError(f"predictions: gold labels {unknown} are not in eval.labels")
-    doc, systems = summarize(preds, cfg.eval)
+    reviews = read_parquet(val, SPLIT_SCHEMA)
+    missing = set(preds["review_id"].unique().to_list()) - set(reviews["review_id"].to_list())
+    if missing:
+        raise UserError(
+            f"{val}: {len(missing)} scored reviews are not in the validation split "
+            f"(e.g. review_id {min(missing)}); were the predictions made from another split?"
+        )
+    doc, systems = summarize(preds, cfg.eval, reviews)
     log.info(
-        "%d systems on %d reviews; best %s", systems.height, doc["n_reviews"], doc["best_system"]
+        "%d systems (%d with every draw) on %d reviews; best %s",
+        systems.height,
+        preds["system"].n_unique(),
+        doc["n_reviews"],
+        doc["best_system"],
     )
     with atomic_dir(figures) as tmp:
-        doc["figures"] = write_figures(doc, systems, tmp)
+        doc["figures"] = write_figures(doc, systems, tmp, preds.filter(pl.col("draw") == 0))
     write_json(doc, summary)

@@ -79,7 +79,7 @@ class Out:
 @dataclass(frozen=True)
 class Wildcard:
     """A rule wildcard; `values` is the config key whose keys (a mapping) or items (a list)
-    it ranges over (DVC's foreach/matrix)."""
+    it ranges over, or 0 .. N-1 for a count N (DVC's foreach/matrix)."""
 
     help: str
     values: str

@@ -1,4 +1,4 @@
-"""Generate answers of the base model and each adapter on the configured prompts."""
+"""Generate answers of the base model and each adapter: showcase and held-out prompts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from llmlab.stages import In, Out
 PARAMS = (
     "device",
     "sft.generation",
+    "sft.heldout.count",
+    "sft.heldout.seed",
 )
 
 
@@ -19,7 +21,10 @@ def run(
     *,
     model_dir: Annotated[Path, In("base model folder")],
     adapters: Annotated[list[Path], In("adapter folders")],
-    generations: Annotated[Path, Out("parquet")],
+    train: Annotated[list[Path], In("every variant's formatted train parquet")],
+    eval: Annotated[list[Path], In("every variant's formatted eval parquet")],
+    generations: Annotated[Path, Out("parquet of the showcase prompts' answers")],
+    heldout: Annotated[Path, Out("parquet of the held-out prompts' answers")],
 ) -> None:
     from llmlab.generate import run_compare_generations
 
@@ -28,4 +33,7 @@ def run(
         model_dir=model_dir,
         adapters=adapters,
         generations=generations,
+        train=train,
+        eval=eval,
+        heldout=heldout,
     )

@@ -1,4 +1,4 @@
-"""Zero-/few-shot sentiment of one model at one shot count: predictions and metrics."""
+"""Zero-/few-shot sentiment of one model at one shot count, on one shard of the reviews."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ def run(
     *,
     model: Annotated[str, Wildcard("key of eval.models", values="eval.models")],
     shots: Annotated[int, Wildcard("number of in-context examples", values="eval.shots")],
+    shard: Annotated[int, Wildcard("shard index, 0 .. eval.shards - 1", values="eval.shards")],
     model_dir: Annotated[Path, In("model folder")],
     train: Annotated[Path, In("IMDB train parquet (few-shot pool)")],
     val: Annotated[Path, In("IMDB validation parquet")],
-    predictions: Annotated[Path, Out("parquet")],
-    metrics: Annotated[Path, Out("JSON", kind="metric")],
+    predictions: Annotated[Path, Out("parquet of the shard's reviews")],
+    info: Annotated[Path, Out("JSON: the shard's run info (timings, biases, examples)")],
 ) -> None:
     from llmlab.eval.run import run_eval_llm
 
@@ -33,9 +34,10 @@ def run(
         cfg,
         model=model,
         shots=shots,
+        shard=shard,
         model_dir=model_dir,
         train=train,
         val=val,
         predictions=predictions,
-        metrics=metrics,
+        info=info,
     )

@@ -1,4 +1,6 @@
-"""Every system's accuracy with CIs, paired tests and figures, from all predictions (JSON)."""
+"""Every system's accuracy, probability quality, draw spread and errors, with figures (JSON).
+
+Reads every predictions file and the validation reviews (text snippets, word counts)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ def run(
     cfg: Config,
     *,
     predictions: Annotated[list[Path], In("predictions parquet files")],
+    val: Annotated[Path, In("IMDB validation parquet (review texts, for the error analysis)")],
     summary: Annotated[Path, Out("JSON")],
     figures: Annotated[Path, Out("folder")],
 ) -> None:
@@ -23,6 +26,7 @@ def run(
     run_eval_summary(
         cfg,
         predictions=predictions,
+        val=val,
         summary=summary,
         figures=figures,
     )

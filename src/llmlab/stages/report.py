@@ -27,6 +27,9 @@ def run(
     sft_metrics: Annotated[list[Path], In("JSON per variant")],
     loss_curves: Annotated[list[Path], In("PNG per variant")],
     generations: Annotated[Path, In("parquet")],
+    format_metrics: Annotated[Path, In("JSON: format-following metrics per system")],
+    judge: Annotated[Path, In("JSON: judged win rates and position consistency")],
+    merges: Annotated[list[Path], In("JSON per variant: merge_adapter's checks")],
     benchmarks: Annotated[Path | None, Option("Snakemake benchmark folder (optional)")] = None,
     out: Annotated[Path, Out("report markdown")],
     eval_table: Annotated[Path, Out("markdown: every evaluated system, calibration, tests")],
@@ -55,4 +58,7 @@ def run(
         sft_metrics=sft_metrics,
         loss_curves=loss_curves,
         generations=generations,
+        format_metrics=format_metrics,
+        judge=judge,
+        merges=merges,
     )

@@ -13,6 +13,8 @@ PARAMS = (
     "sft.variants.{variant}.quantize",
     "sft.variants.{variant}.lora",
     "sft.variants.{variant}.training",
+    # The number of data-parallel processes changes the effective batch, so the result.
+    "sft.variants.{variant}.distributed",
 )
 
 
