@@ -117,8 +117,8 @@ def make_splits(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path]
 
 
 def make_params(args: argparse.Namespace, shards: int, path: Path) -> dict[str, Any]:
-    """A params copy: eval cut to --model / --shots / --prompt, eval.shards = N in the preset
-    overlay. Returns a summary of the eval config it resolves to (validated here)."""
+    """A params copy: eval cut to --model / --shots / --prompt, eval.shards = N. Returns a
+    summary of the eval config it resolves to (validated here)."""
     import yaml
 
     from llmlab.config import load_params, read_params_file
@@ -134,16 +134,13 @@ def make_params(args: argparse.Namespace, shards: int, path: Path) -> dict[str, 
     ev["models"], ev["shots"] = [args.model], [args.shots]
     for overlay in (raw.get("presets") or {}).values():
         over_eval = (overlay or {}).get("eval") or {}
-        for key in ("models", "shots"):  # DAG keys: a preset may not differ from the top level
+        for key in ("models", "shots", "shards"):  # DAG keys: the same in every preset
             over_eval.pop(key, None)
         if args.prompt != "all" and "prompts" in over_eval:
             over_eval["prompts"] = {
                 k: v for k, v in over_eval["prompts"].items() if k == args.prompt
             }
-    presets = raw.setdefault("presets", {})
-    overlay = presets.setdefault(args.preset, {}) or {}
-    presets[args.preset] = overlay
-    overlay.setdefault("eval", {})["shards"] = shards
+    ev["shards"] = shards  # a DAG key: set at the top level, the same in every preset
     path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
     cfg = load_params(path, preset=args.preset)
     return {
