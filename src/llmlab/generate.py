@@ -137,6 +137,27 @@ def attach_adapters(base: PreTrainedModel, adapters: Mapping[str, Path]) -> Any:
     return model
 
 
+def answer_rows(
+    system: str, prompts: Sequence[str], answers: Sequence[Answer]
+) -> list[dict[str, Any]]:
+    """GENERATIONS_SCHEMA rows of one system's answers, whichever engine produced them."""
+    return [
+        {
+            "prompt_id": i,
+            "prompt": prompt,
+            "system": system,
+            "answer": answer.text,
+            "new_tokens": answer.new_tokens,
+            "finished": answer.finished,
+        }
+        for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True))
+    ]
+
+
+def generations_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=GENERATIONS_SCHEMA).sort("prompt_id", maintain_order=True)
+
+
 def compare_generations(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -156,18 +177,8 @@ def compare_generations(
         else:
             model.set_adapter(system)
             answers = generate_answers(model, tokenizer, prompts, gen)
-        for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
-            rows.append(
-                {
-                    "prompt_id": i,
-                    "prompt": prompt,
-                    "system": system,
-                    "answer": answer.text,
-                    "new_tokens": answer.new_tokens,
-                    "finished": answer.finished,
-                }
-            )
-    return pl.DataFrame(rows, schema=GENERATIONS_SCHEMA).sort("prompt_id", maintain_order=True)
+        rows += answer_rows(system, prompts, answers)
+    return generations_frame(rows)
 
 
 # --------------------------------------------------------------------------- vLLM
@@ -264,20 +275,8 @@ def vllm_generations(
     rows = []
     for system in systems:
         log.info("generating (vllm): %s (%d prompts)", system, len(prompts))
-        for i, (prompt, answer) in enumerate(
-            zip(prompts, generator.answers(system, ids), strict=True)
-        ):
-            rows.append(
-                {
-                    "prompt_id": i,
-                    "prompt": prompt,
-                    "system": system,
-                    "answer": answer.text,
-                    "new_tokens": answer.new_tokens,
-                    "finished": answer.finished,
-                }
-            )
-    return pl.DataFrame(rows, schema=GENERATIONS_SCHEMA).sort("prompt_id", maintain_order=True)
+        rows += answer_rows(system, prompts, generator.answers(system, ids))
+    return generations_frame(rows)
 
 
 # --------------------------------------------------------------------------- tables
