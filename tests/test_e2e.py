@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,13 +67,18 @@ def tree_hashes(root: Path, rels: list[str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
+def demo(request, tmp_path_factory) -> Iterator[Path]:
     repo = clean_copy(tmp_path_factory.mktemp("repo"))
     run(["git", "init", "-q"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], repo)
     run(["snakemake", "--profile", "profiles/demo", "--cores", "2"], repo)
-    return repo
+    failed_before = request.session.testsfailed
+    yield repo
+    # Several GB (models, checkpoints, the DVC cache): free them for the rest of the session
+    # unless a test here failed, when the folder is what one debugs with.
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(repo, ignore_errors=True)
 
 
 def test_every_rule_ran_and_logged(demo):
@@ -176,6 +182,7 @@ def test_dvc_push_and_pull_restore_identical_files(demo, tmp_path):
     assert tree_hashes(clone, tracked) == tree_hashes(demo, tracked)
     assert (clone / "models/adapters/a/adapter_config.json").is_file()
     shutil.rmtree(clone)
+    shutil.rmtree(remote)
 
 
 def _kill_when_running(pattern: list[str], stop: threading.Event) -> list[int]:
