@@ -175,3 +175,75 @@ def test_gpu_count_names_the_job_that_does_not_fit() -> None:
     check = gpu_count_check(big, 2)
     assert check.status == "FAIL"
     assert "train_lora b (distributed.num_processes) needs 4 GPUs, 2 visible" in check.detail
+
+
+def package_check(
+    monkeypatch: pytest.MonkeyPatch,
+    torch_version: str,
+    torch_cuda: str | None,
+    installed: dict[str, str],
+    preset: str = "full",
+) -> doctor.Check:
+    """doctor's package-version line on a machine with this torch build and these packages."""
+    import torch
+
+    monkeypatch.setattr(torch, "__version__", torch_version)
+    monkeypatch.setattr(torch.version, "cuda", torch_cuda)
+    monkeypatch.setattr(doctor, "_installed", lambda name: installed.get(doctor._normalize(name)))
+    cfg = load_params(ROOT / "params.yaml", preset)
+    [check] = [c for c in doctor.check_packages(cfg, ROOT) if c.name == "package versions"]
+    return check
+
+
+@pytest.mark.parametrize(
+    ("torch_version", "torch_cuda", "env_file"),
+    [
+        ("2.13.0+cu129", "12.9", "environment-cu12.yml"),  # vLLM 0.32.0+cu129
+        ("2.14.0+cu130", "13.0", "environment.yml"),  # vLLM 0.33.0
+    ],
+)
+def test_package_versions_follow_torchs_cuda_build(
+    monkeypatch: pytest.MonkeyPatch, torch_version: str, torch_cuda: str, env_file: str
+) -> None:
+    """A healthy machine of either GPU stack passes against its own env file, named with the
+    reason; the other file's stack fails there (the CUDA 12 machine used to fail)."""
+    own = pinned_versions(ROOT / env_file)
+    check = package_check(monkeypatch, torch_version, torch_cuda, own)
+    assert check.status == "PASS", check.line()
+    assert check.detail == (
+        f"as pinned in {env_file} (torch {torch_version} is a CUDA {torch_cuda} build)"
+    )
+    other_file = ({"environment.yml", "environment-cu12.yml"} - {env_file}).pop()
+    other = pinned_versions(ROOT / other_file)
+    check = package_check(monkeypatch, torch_version, torch_cuda, other)
+    assert check.status == "FAIL"
+    assert f"vllm {other['vllm']} (pinned {own['vllm']})" in check.detail
+    assert f"[pins: {env_file}: torch {torch_version} is a CUDA {torch_cuda} build]" in check.detail
+
+
+def test_a_cpu_torch_is_compared_with_the_default_gpu_stack_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    check = package_check(monkeypatch, "2.13.0+cpu", None, {"torch": "2.13.0+cpu"})
+    assert check.status == "FAIL"
+    assert "[pins: environment.yml: torch 2.13.0+cpu is a CPU-only build" in check.detail
+    assert "the default GPU stack (CUDA 13)" in check.detail
+    # The CPU device is the CPU lock's, whatever torch is.
+    lock = pinned_versions(ROOT / "requirements/cpu.lock")
+    check = package_check(monkeypatch, "2.13.0+cpu", None, lock, preset="demo")
+    assert check.status == "PASS" and "cpu.lock (device cpu: the CPU stack)" in check.detail
+
+
+@pytest.mark.parametrize(
+    ("device", "cuda", "expected"),
+    [
+        ("cuda", "12.6", "environment-cu12.yml"),
+        ("cuda", "13.2", "environment.yml"),
+        ("cuda", "11.8", "environment.yml"),  # no env file pins it: said in the reason
+        ("cpu", "12.9", "requirements/cpu.lock"),
+    ],
+)
+def test_stack_file(device: str, cuda: str, expected: str) -> None:
+    name, why = doctor.stack_file(device, "2.13.0", cuda)
+    assert name == expected
+    assert ("which no env file pins" in why) == (cuda == "11.8" and device == "cuda")

@@ -4,7 +4,9 @@ One line per check (PASS / WARN / FAIL / SKIP) and exit status 1 on any FAIL, so
 out in seconds, on the login node or inside a GPU job, what would otherwise fail hours into a
 run: no usable GPU, a driver older than torch's CUDA build, emulated bf16, too little GPU
 memory for a rule, an unreachable hub or a missing token for a gated model, no disk space
-for the snapshots, a package version other than the pinned stack's.
+for the snapshots, a package version other than the pinned stack's (requirements/cpu.lock for
+a CPU device; for a CUDA device the env file of torch's CUDA build: environment-cu12.yml for
+12.x, environment.yml for 13.x and for a torch without CUDA).
 
 Memory needs are estimates from each model's config.json and weight sizes (read from the
 prepared folder, or from the hub when it is reachable); they say which rule will not fit,
@@ -50,8 +52,11 @@ CORE_PACKAGES = (
     "snakemake",
     "dvc",
 )
-# Which pinned stack a device's environment is built from (README: set-up).
-STACK_FILES = {"cpu": "requirements/cpu.lock", "cuda": "environment.yml"}
+# Which pinned stack an environment is built from (README: set-up): the CPU lock for a CPU
+# device; for a CUDA device the env file of the CUDA major version torch was built for.
+CPU_STACK = "requirements/cpu.lock"
+CUDA_STACKS = {12: "environment-cu12.yml", 13: "environment.yml"}
+DEFAULT_CUDA_STACK = "environment.yml"  # the CUDA 13 stack (README's first choice)
 # vLLM's own overhead beyond weights and KV cache (activations, CUDA graphs, sampler).
 VLLM_OVERHEAD = 2 * GiB
 HUB_TIMEOUT_S = 10.0
@@ -112,11 +117,45 @@ def _installed(name: str) -> str | None:
         return None
 
 
+def torch_build() -> tuple[str | None, str | None]:
+    """(torch's version, the CUDA version it was built for: None for a CPU build); (None,
+    None) when torch is not installed."""
+    if importlib.util.find_spec("torch") is None:
+        return None, None
+    import torch
+
+    return torch.__version__, torch.version.cuda
+
+
+def stack_file(device: str, torch_version: str | None, torch_cuda: str | None) -> tuple[str, str]:
+    """The pinned stack (path relative to the repository) to compare the installed packages
+    with, and why that one: a CUDA 12.x torch is environment-cu12.yml's stack, a 13.x one
+    environment.yml's."""
+    if device == "cpu":
+        return CPU_STACK, "device cpu: the CPU stack"
+    if torch_version is None:
+        return DEFAULT_CUDA_STACK, "torch is not installed: the default GPU stack (CUDA 13)"
+    if torch_cuda is None:
+        return DEFAULT_CUDA_STACK, (
+            f"torch {torch_version} is a CPU-only build (no torch.version.cuda), so no CUDA "
+            "stack matches it: the default GPU stack (CUDA 13)"
+        )
+    match = re.match(r"\d+", torch_cuda)
+    major = int(match.group()) if match else None
+    if major in CUDA_STACKS:
+        return CUDA_STACKS[major], f"torch {torch_version} is a CUDA {torch_cuda} build"
+    return DEFAULT_CUDA_STACK, (
+        f"torch {torch_version} is a CUDA {torch_cuda} build, which no env file pins: the "
+        "default GPU stack (CUDA 13)"
+    )
+
+
 def check_packages(cfg: Config, root: Path) -> Iterator[Check]:
-    stack = root / STACK_FILES[cfg.device]
+    stack_name, why = stack_file(cfg.device, *torch_build())
+    stack = root / stack_name
     pins = pinned_versions(stack)
     if not pins:
-        yield Check("SKIP", "package versions", f"no pins found in {stack}")
+        yield Check("SKIP", "package versions", f"no pins found in {stack} ({why})")
         return
     wrong, missing = [], []
     for name in CORE_PACKAGES:
@@ -130,9 +169,9 @@ def check_packages(cfg: Config, root: Path) -> Iterator[Check]:
             wrong.append(f"{name} {have} (pinned {want})")
     if missing or wrong:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + wrong
-        yield Check("FAIL", "package versions", f"{'; '.join(parts)} [pins: {stack.name}]")
+        yield Check("FAIL", "package versions", f"{'; '.join(parts)} [pins: {stack.name}: {why}]")
     else:
-        yield Check("PASS", "package versions", f"as pinned in {stack.name}")
+        yield Check("PASS", "package versions", f"as pinned in {stack.name} ({why})")
     for key, model in cfg.models.items():
         if isinstance(model.source, WheelGGUF):
             packages = sorted({r.partition("/")[0] for r in model.source.gguf})
