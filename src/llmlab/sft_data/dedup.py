@@ -7,11 +7,13 @@ the same at 41.6k rows in about a second, vectorised (polars for the text, numpy
 2. Shingles: hashes of consecutive word n-grams (a prompt shorter than n words is one shingle).
 3. MinHash signature of `num_perm` values per prompt: the minimum over its shingles of
    `num_perm` seeded hash functions (multiply-shift on 64-bit shingle hashes).
-4. LSH: signatures cut into `bands`; prompts sharing one band's values become candidates.
+4. LSH: signatures cut into `bands`; prompts sharing one band's values become candidates,
+   every pair inside a bucket (capped at BUCKET_WINDOW partners per row for huge buckets).
 5. A candidate pair is a duplicate when its signatures agree on >= `threshold` of the values
    (the MinHash estimate of the Jaccard similarity of the shingle sets).
-6. Duplicates are joined transitively (connected components); in each group the row that
-   comes first in the given order survives, so callers order rows by preference first.
+6. Duplicates are joined transitively (connected components). Which rows form a group depends
+   only on the texts, not on their order; in each group the row that comes first in the given
+   order survives, so callers order rows by preference first.
 """
 
 from __future__ import annotations
@@ -92,28 +94,89 @@ def minhash_signatures(
     return signatures
 
 
-def candidate_pairs(signatures: np.ndarray, bands: int) -> np.ndarray:
-    """(k, 2) pairs of rows that share all values of at least one band.
+# Rows of one LSH bucket are each paired with the next BUCKET_WINDOW rows of the bucket, so a
+# bucket of up to BUCKET_WINDOW + 1 distinct signatures gets all its pairs (the largest bucket
+# of 40k synthetic saiga prompts has 144) while a pathological one (thousands of prompts from
+# one template) costs rows x BUCKET_WINDOW comparisons per band, not rows^2.
+BUCKET_WINDOW = 256
+# Pairs whose signatures are compared at once (two (chunk, num_perm) uint32 blocks in memory).
+_PAIR_CHUNK = 1 << 17
 
-    Within a bucket every member is paired with the bucket's first row (a star, not all
-    pairs), which keeps huge buckets linear and is enough for connected components.
+
+def band_pairs(signatures: np.ndarray, band: int, width: int, window: int) -> np.ndarray:
+    """(k, 2) pairs i < j of rows whose `width` values of `band` are all equal, each pair once.
+
+    Every pair inside a bucket is listed, not a star around the bucket's first row, so the set
+    does not depend on which row of a bucket comes first. Buckets of more than `window` + 1
+    rows are capped: their rows, in row order, are each paired with the next `window`.
+    `duplicate_groups` passes distinct signatures in sorted order, so even a capped bucket's
+    pairs depend on content only.
     """
-    n_rows, num_perm = signatures.shape
-    width = num_perm // bands
-    pairs = []
+    block = np.ascontiguousarray(signatures[:, band * width : (band + 1) * width])
+    keys = block.view(np.dtype((np.void, block.dtype.itemsize * width))).ravel()
+    bucket = np.unique(keys, return_inverse=True)[1].ravel()
+    order = np.argsort(bucket, kind="stable")  # buckets together, rows ascending in each
+    sorted_bucket = bucket[order]
+    starts = np.flatnonzero(np.r_[True, sorted_bucket[1:] != sorted_bucket[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    # Position p of the sorted rows pairs with p + 1 .. p + count[p], all in its bucket.
+    position = np.arange(len(order))
+    count = np.minimum(np.repeat(ends, ends - starts) - position - 1, window)
+    first = np.repeat(position, count)
+    step = np.arange(len(first)) - np.repeat(np.cumsum(count) - count, count) + 1
+    return np.stack((order[first], order[first + step]), axis=1)
+
+
+def _similar(signatures: np.ndarray, pairs: np.ndarray, threshold: float) -> np.ndarray:
+    """True for the pairs whose signatures agree on >= `threshold` of their values."""
+    keep = np.zeros(len(pairs), dtype=bool)
+    for lo in range(0, len(pairs), _PAIR_CHUNK):
+        chunk = pairs[lo : lo + _PAIR_CHUNK]
+        equal = np.take(signatures, chunk[:, 0], axis=0) == np.take(signatures, chunk[:, 1], axis=0)
+        keep[lo : lo + _PAIR_CHUNK] = (
+            np.count_nonzero(equal, axis=1) / signatures.shape[1] >= threshold
+        )
+    return keep
+
+
+def duplicate_groups(
+    signatures: np.ndarray, threshold: float, bands: int, window: int = BUCKET_WINDOW
+) -> np.ndarray:
+    """Group id of each row: rows joined by similar candidate pairs, transitively.
+
+    A pair is similar when its signatures agree on >= `threshold` of the values; candidates
+    are all pairs sharing a band (`band_pairs`). The groups depend only on the rows'
+    signatures, not on their order: with every pair of a bucket checked, no pair near the
+    threshold is kept or missed according to which row happened to lead its bucket. A group's
+    id is its first signature in sorted (`np.unique`) order, so ids do not depend on the
+    order either.
+    """
+    # Identical signatures agree on every value (threshold <= 1): merge them up front, so
+    # buckets hold distinct signatures only and many copies of one prompt cost nothing.
+    distinct, of_row = np.unique(signatures, axis=0, return_inverse=True)
+    of_row = of_row.ravel()
+    n_distinct, width = len(distinct), signatures.shape[1] // bands
+    root = np.arange(n_distinct)  # smallest member of each distinct signature's group so far
     for band in range(bands):
-        block = np.ascontiguousarray(signatures[:, band * width : (band + 1) * width])
-        keys = block.view(np.dtype((np.void, block.dtype.itemsize * width))).ravel()
-        _, bucket = np.unique(keys, return_inverse=True)
-        order = np.lexsort((np.arange(n_rows), bucket))
-        sorted_bucket = bucket[order]
-        first = np.r_[True, sorted_bucket[1:] != sorted_bucket[:-1]]
-        leader = order[np.flatnonzero(first)][np.cumsum(first) - 1]
-        members = ~first
-        pairs.append(np.stack((leader[members], order[members]), axis=1))
-    if not pairs:
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(pairs), axis=0)
+        pairs = band_pairs(distinct, band, width, window)
+        # Pairs already in one group add nothing; skipping them is exact and saves the
+        # comparisons of pairs that share several bands (most near-copies do).
+        pairs = pairs[root[pairs[:, 0]] != root[pairs[:, 1]]]
+        edges = pairs[_similar(distinct, pairs, threshold)]
+        if not len(edges):
+            continue
+        nodes = np.arange(n_distinct)
+        graph = coo_matrix(
+            (
+                np.ones(n_distinct + len(edges)),
+                (np.r_[nodes, edges[:, 0]], np.r_[root, edges[:, 1]]),
+            ),
+            shape=(n_distinct, n_distinct),
+        )
+        _, component = connected_components(graph, directed=False)
+        _, smallest = np.unique(component, return_index=True)
+        root = smallest[component]
+    return root[of_row]
 
 
 def near_duplicate_mask(
@@ -125,11 +188,11 @@ def near_duplicate_mask(
         return np.zeros(0, dtype=bool)
     hashes, rows = shingle_hashes(normalised_words(texts), ngram, seed)
     signatures = minhash_signatures(hashes, rows, n_rows, num_perm, seed)
-    pairs = candidate_pairs(signatures, bands)
-    similarity = (signatures[pairs[:, 0]] == signatures[pairs[:, 1]]).mean(axis=1)
-    edges = pairs[similarity >= threshold]
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_rows, n_rows))
-    _, component = connected_components(graph, directed=False)
-    # The first row of each component (in the caller's order) is the one that survives.
-    first_of_component = pl.Series(component).is_first_distinct().to_numpy()
-    return ~first_of_component
+    group = duplicate_groups(signatures, threshold, bands)
+    # Which rows are duplicates of which does not depend on the row order (above); which row
+    # of a group survives does, on purpose: the caller's order is its preference (filters.py
+    # ranks by opus_score, best first), so the best-scored copy is kept. For the kept rows
+    # to be independent of the input order too, the caller must break its ties by something
+    # in the rows (a stable id or a hash of the content), not by their position.
+    first_of_group = pl.Series(group).is_first_distinct().to_numpy()
+    return ~first_of_group
