@@ -88,6 +88,15 @@ def test_overlay_replaces_sources_whole_but_merges_other_mappings():
             "presets.demo.eval.shots: a preset may not change eval.shots",
         ),
         (lambda r: r["presets"].update(fast={}), "presets.fast: unknown preset"),
+        # Combinations no pinned engine runs: refused at load, before hours of other jobs.
+        (
+            lambda r: r["sft"]["generation"].update(backend="vllm", quantize=True),
+            "sft.generation: quantize is true but backend is vllm, and the pinned vLLM",
+        ),
+        (
+            lambda r: r["sft"]["variants"]["b"]["lora"].update(r=1024),
+            "sft.variants.b.lora.r: 1024 is above vLLM's largest max_lora_rank (512)",
+        ),
     ],
 )
 def test_bad_values_name_the_key(raw, mutate, expected):
@@ -141,3 +150,22 @@ def test_cli_rejects_bad_params_in_one_line_and_writes_nothing(raw, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: imdb.val_size: Input should be greater than 0 (got -1)"
     assert not (tmp_path / "out").exists()
+
+
+def test_doctor_reports_a_combination_no_engine_runs(raw, tmp_path):
+    bad = copy.deepcopy(raw)
+    bad["sft"]["generation"]["quantize"] = True  # with the full preset's backend: vllm
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad, allow_unicode=True))
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmlab", "doctor", "--preset", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout.splitlines() == [
+        "FAIL  params                 sft.generation: quantize is true but backend is vllm, and "
+        "the pinned vLLM (0.32, 0.33) has no bitsandbytes 4-bit quantization; set quantize: "
+        "false (vLLM serves the 4-bit base dequantized: the same weights) or backend: "
+        "transformers"
+    ]

@@ -177,19 +177,22 @@ def test_run_compare_generations_writes_the_answers(
 def test_vllm_serves_every_adapter_like_peft(
     tiny_llama_dir: Path, tiny_adapters: Path, tmp_path: Path
 ) -> None:
-    """`sft.generation.backend: vllm` (vLLM's CPU build here): one engine, a LoRARequest per
-    adapter, greedy answers equal to transformers + peft on the same input tokens."""
+    """`sft.generation.backend: vllm` (vLLM's CPU build here): one engine serves the
+    dequantized 4-bit base with a LoRARequest per QLoRA adapter; greedy answers equal those of
+    transformers + peft on the 4-bit base itself (the model train_lora trained), on the same
+    input tokens."""
     pytest.importorskip("vllm")
     cfg = demo_config(
         prompts=PROMPTS, max_new_tokens=4, do_sample=False, quantize=False, backend="vllm"
     )
+    assert all(v.quantize for v in cfg.sft.variants.values()), "QLoRA variants"
     out = tmp_path / "vllm.parquet"
     run_compare_generations(cfg, tiny_llama_dir, [tiny_adapters / "a", tiny_adapters / "b"], out)
     vllm = pl.read_parquet(out)
     assert vllm.schema == pl.Schema(GENERATIONS_SCHEMA)
     plain = tmp_path / "transformers.parquet"
     hf_cfg = demo_config(
-        prompts=PROMPTS, max_new_tokens=4, do_sample=False, quantize=False, backend="transformers"
+        prompts=PROMPTS, max_new_tokens=4, do_sample=False, quantize=True, backend="transformers"
     )
     run_compare_generations(
         hf_cfg, tiny_llama_dir, [tiny_adapters / "a", tiny_adapters / "b"], plain
@@ -204,3 +207,26 @@ def test_vllm_serves_every_adapter_like_peft(
     # The adapters are applied: answers differ between systems somewhere.
     by_system = {s: tuple(r["answer"]) for (s,), r in vllm.group_by("system")}
     assert len(set(by_system.values())) > 1
+
+
+@pytest.mark.slow
+def test_the_dequantized_base_computes_what_the_4bit_base_computes(tiny_llama_dir: Path) -> None:
+    """What vLLM serves for QLoRA adapters (it has no bitsandbytes): the NF4 weights,
+    dequantized. Its logits equal the 4-bit model's, the model the adapters were trained on;
+    the original folder's weights are another model (the quantization error)."""
+    import torch
+
+    from llmlab.generate import load_trained_base
+    from llmlab.merge import load_base
+    from llmlab.runtime import Runtime, load_base_model
+
+    runtime = Runtime(device="cpu", precision="fp32", optim="", quantize=False)
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        nf4 = load_base(tiny_llama_dir, Runtime("cpu", "fp32", "", quantize=True))(ids).logits
+        served = load_trained_base(tiny_llama_dir, runtime)
+        assert not served.config.to_dict().get("quantization_config")
+        dequantized = served(ids).logits
+        original = load_base_model(tiny_llama_dir, runtime)(ids).logits
+    assert (dequantized - nf4).abs().max() < 1e-4
+    assert (original - nf4).abs().max() > 100 * (dequantized - nf4).abs().max()

@@ -479,6 +479,9 @@ class BaselinesConfig(StrictModel):
 # Owned by train_lora and compare_generations.
 
 
+# vLLM's max_lora_rank choices end here (vllm/config/lora.py, 0.32 and 0.33).
+VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+VLLM_MAX_LORA_RANK = VLLM_MAX_LORA_RANKS[-1]
 LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -559,7 +562,10 @@ class GenerationConfig(StrictModel):
     prompts: list[Annotated[str, Field(min_length=1)]] = Field(
         default=["Расскажи коротко, что такое лог регрессия?"], min_length=1
     )
-    # Load the base model 4-bit, as the QLoRA adapters were trained against it.
+    # true: the base computes 4-bit NF4 (bitsandbytes; transformers backend only). false: for
+    # QLoRA variants the same NF4 weights, dequantized once to the run's dtype (what vLLM
+    # serves: it has no bitsandbytes), else the folder's weights. Either way the adapters run
+    # on the weights they were trained on (README, "Generation design": measured).
     quantize: bool = True
     do_sample: bool = True
     temperature: Annotated[float, Field(gt=0.0, le=5.0)] = 0.7
@@ -571,6 +577,18 @@ class GenerationConfig(StrictModel):
     # vllm: one engine serves the base and every adapter (LoRARequest), all prompts batched;
     # its engine settings are eval.vllm's. transformers: peft adapters switched on one model.
     backend: Literal["vllm", "transformers"] = "transformers"
+
+    @model_validator(mode="after")
+    def _engine_supports(self) -> GenerationConfig:
+        # vLLM 0.32 / 0.33 (the pinned engines) dropped bitsandbytes from QuantizationMethods:
+        # the engine would refuse it at start, after hours of evaluation and training.
+        if self.backend == "vllm" and self.quantize:
+            raise ValueError(
+                "quantize is true but backend is vllm, and the pinned vLLM (0.32, 0.33) has no "
+                "bitsandbytes 4-bit quantization; set quantize: false (vLLM serves the 4-bit "
+                "base dequantized: the same weights) or backend: transformers"
+            )
+        return self
 
 
 class HeldoutConfig(StrictModel):
@@ -667,6 +685,16 @@ class Config(StrictModel):
                 problem = key_problem(key, self.models, "models")
                 if problem:
                     raise ValueError(f"{where}: {problem}")
+        # vLLM's largest max_lora_rank (llmlab.generate.lora_rank_bound): refused at load, not
+        # when compare_generations starts after the training.
+        if self.sft.generation.backend == "vllm":
+            for name, variant in self.sft.variants.items():
+                if variant.lora.r > VLLM_MAX_LORA_RANK:
+                    raise ValueError(
+                        f"sft.variants.{name}.lora.r: {variant.lora.r} is above vLLM's largest "
+                        f"max_lora_rank ({VLLM_MAX_LORA_RANK}) and sft.generation.backend is "
+                        "vllm; lower r or set sft.generation.backend: transformers"
+                    )
         return self
 
     def model_dir(self, key: str) -> Path:

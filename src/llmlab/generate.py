@@ -1,9 +1,13 @@
 """compare_generations: the base model and every LoRA adapter answer the same prompts.
 
-- The base model is loaded once (4-bit when `sft.generation.quantize`, as the QLoRA adapters
-  were trained against the quantized weights) and the adapters are attached to it with peft
-  (`PeftModel.from_pretrained` + `load_adapter`); each system is selected with `set_adapter`,
-  the base model with the `disable_adapter()` context.
+- transformers backend: the base model is loaded once (4-bit NF4 when
+  `sft.generation.quantize`, the weights the QLoRA adapters were trained against) and the
+  adapters are attached to it with peft (`PeftModel.from_pretrained` + `load_adapter`); each
+  system is selected with `set_adapter`, the base model with the `disable_adapter()` context.
+- vllm backend (the full preset): one engine serves the unquantized base and each adapter
+  through a `LoRARequest`. The pinned vLLM has no bitsandbytes 4-bit, so the adapters run on
+  other base weights than they were trained on; README "Generation design" has the measured
+  cost (held-out loss and greedy agreement, NF4 vs unquantized base).
 - Every system, the base model included, gets the same input tokens: the prompt as a user
   turn rendered with the project's chat template and its generation prompt. The base model
   (a pretrained-only model in the full preset) never saw this format, which is the point of
@@ -17,15 +21,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from llmlab.config import Config, GenerationConfig, check_key
+from llmlab.config import (
+    VLLM_MAX_LORA_RANK,
+    VLLM_MAX_LORA_RANKS,
+    Config,
+    GenerationConfig,
+    check_key,
+)
 from llmlab.errors import UserError
 from llmlab.gpus import bind_gpus
 from llmlab.io import read_parquet, write_parquet
@@ -189,10 +203,70 @@ def lora_rank_bound(adapters: Mapping[str, Path]) -> int:
     import json
 
     ranks = [json.loads((p / "adapter_config.json").read_text())["r"] for p in adapters.values()]
-    for bound in (8, 16, 32, 64, 128, 256, 320, 512):
+    for bound in VLLM_MAX_LORA_RANKS:
         if bound >= max(ranks):
             return bound
-    raise UserError(f"LoRA rank {max(ranks)} is above vLLM's largest max_lora_rank (512)")
+    raise UserError(
+        f"LoRA rank {max(ranks)} is above vLLM's largest max_lora_rank ({VLLM_MAX_LORA_RANK})"
+    )
+
+
+def load_trained_base(model_dir: Path, runtime: Runtime) -> PreTrainedModel:
+    """The base weights the QLoRA adapters were trained against, unquantized: the folder
+    loaded 4-bit NF4 as train_lora loads it, then dequantized to `runtime`'s dtype.
+
+    bitsandbytes computes a 4-bit layer as the matmul of its dequantized weight, so these are
+    the numbers the adapters saw, stored in a dtype any engine serves (the pinned vLLM has no
+    bitsandbytes quantization). The original folder's weights would be another model, by the
+    base's quantization error (README, "Generation design": measured).
+    """
+    from llmlab.runtime import keep_4bit_layout_trainable
+
+    model = load_base_model(model_dir, dataclasses.replace(runtime, quantize=True))
+    keep_4bit_layout_trainable(model)  # the layout train_lora computed with (CPU)
+    model = model.dequantize(dtype=runtime.dtype)
+    # The config still names the 4-bit method; what is saved or served is plain weights.
+    model.config.quantization_config = None
+    if hasattr(model.config, "_pre_quantization_dtype"):
+        del model.config._pre_quantization_dtype
+    model.is_quantized = False
+    model.hf_quantizer = None
+    return model
+
+
+@contextlib.contextmanager
+def served_base(model_dir: Path, runtime: Runtime, dequantize: bool) -> Iterator[Path]:
+    """The folder vLLM loads: `model_dir` itself, or with `dequantize` (QLoRA adapters) the
+    dequantized 4-bit base written to a temporary folder (under TMPDIR; the model's size in
+    the run's dtype), removed when the block ends."""
+    if not dequantize:
+        yield model_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="llmlab-dequantized-") as tmp:
+        out = Path(tmp)
+        start = time.perf_counter()
+        model = load_trained_base(model_dir, runtime)
+        model.save_pretrained(out)
+        del model
+        _free_accelerator()
+        load_tokenizer(model_dir).save_pretrained(out)
+        log.info(
+            "dequantized the 4-bit base into %s in %.1f s (the weights the adapters trained on)",
+            out,
+            time.perf_counter() - start,
+        )
+        yield out
+
+
+def _free_accelerator() -> None:
+    """Give the dequantization's memory back before vLLM measures what is free."""
+    import gc
+
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class VllmGenerator:
@@ -220,10 +294,8 @@ class VllmGenerator:
             "max_lora_rank": lora_rank_bound(adapters),
             "hf_overrides": {},  # generation needs no float32 label head
         }
-        if gen.quantize:
-            # The 4-bit NF4 base the QLoRA adapters were trained against (vLLM's bitsandbytes
-            # path quantizes the checkpoint at load).
-            engine["quantization"] = "bitsandbytes"
+        # No `quantization`: the config refuses quantize with this backend (the pinned vLLM
+        # has no bitsandbytes), so the adapters run on the unquantized base.
         self.llm = start_vllm(engine, device)
 
     def answers(self, system: str, token_ids: Sequence[list[int]]) -> list[Answer]:
@@ -313,21 +385,34 @@ def run_compare_generations(
     require_device(cfg.device)
     gen = cfg.sft.generation
     device = cfg.device
-    if gen.quantize:
-        check_quantization_available(device, "sft.generation.quantize")
     check_prepared_model(model_dir)
     adapter_paths = _adapter_map(cfg, adapters)
-    for name in adapter_paths:
-        if cfg.sft.variants[name].quantize != gen.quantize:
-            log.warning(
-                "variant %s was trained with quantize=%s but generation loads the base with "
-                "quantize=%s",
-                name,
-                cfg.sft.variants[name].quantize,
-                gen.quantize,
-            )
     # Order columns as in params.yaml, whatever order the files came in.
     variants = [v for v in cfg.sft.variants if v in adapter_paths]
+    qlora = [v for v in variants if cfg.sft.variants[v].quantize]
+    # The base every system is served on: the weights the QLoRA adapters were trained against,
+    # 4-bit (quantize: true) or dequantized (false: what vLLM can serve). Same numbers.
+    dequantize = bool(qlora) and not gen.quantize
+    if gen.quantize or dequantize:
+        check_quantization_available(
+            device,
+            "sft.generation.quantize" if gen.quantize else f"sft.variants.{qlora[0]}.quantize",
+        )
+    for name in sorted(set(variants) - set(qlora)):
+        if gen.quantize or dequantize:
+            log.warning(
+                "variant %s was trained on the unquantized base but is served on the 4-bit "
+                "one the QLoRA variants (%s) were trained on",
+                name,
+                ", ".join(qlora) or "none",
+            )
+    if dequantize:
+        log.info(
+            "QLoRA variants (%s): serving the 4-bit NF4 base dequantized to %s, the weights "
+            "they were trained on",
+            ", ".join(qlora),
+            resolve_precision("auto", device, "sft.generation"),
+        )
     runtime = Runtime(
         device=device,
         precision=resolve_precision("auto", device, "sft.generation"),
@@ -350,25 +435,31 @@ def run_compare_generations(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     systems = [BASE, *variants]
-    if gen.backend == "vllm":
-        generator = VllmGenerator(
-            model_dir, {v: adapter_paths[v] for v in variants}, gen, cfg.eval.vllm, device
-        )
+    with contextlib.ExitStack() as stack:
+        if gen.backend == "vllm":
+            serve_dir = stack.enter_context(served_base(model_dir, runtime, dequantize))
+            generator = VllmGenerator(
+                serve_dir, {v: adapter_paths[v] for v in variants}, gen, cfg.eval.vllm, device
+            )
 
-        def answer_all(prompts: Sequence[str] | None = None) -> pl.DataFrame:
-            return vllm_generations(generator, tokenizer, systems, prompts or gen.prompts)
-    else:
-        base = load_base_model(model_dir, runtime)
-        model = attach_adapters(base, {v: adapter_paths[v] for v in variants})
+            def answer_all(prompts: Sequence[str] | None = None) -> pl.DataFrame:
+                return vllm_generations(generator, tokenizer, systems, prompts or gen.prompts)
+        else:
+            base = (
+                load_trained_base(model_dir, runtime)
+                if dequantize
+                else load_base_model(model_dir, runtime)
+            )
+            model = attach_adapters(base, {v: adapter_paths[v] for v in variants})
 
-        def answer_all(prompts: Sequence[str] | None = None) -> pl.DataFrame:
-            return compare_generations(model, tokenizer, systems, gen, prompts)
+            def answer_all(prompts: Sequence[str] | None = None) -> pl.DataFrame:
+                return compare_generations(model, tokenizer, systems, gen, prompts)
 
-    df = answer_all()
-    if held is not None:
-        answers = answer_all(held["prompt"].to_list())
-        answers = answers.drop("prompt").join(held, on="prompt_id").select(HELDOUT_ANSWERS)
-        write_parquet(answers, heldout)
+        df = answer_all()
+        if held is not None:
+            answers = answer_all(held["prompt"].to_list())
+            answers = answers.drop("prompt").join(held, on="prompt_id").select(HELDOUT_ANSWERS)
+            write_parquet(answers, heldout)
     write_parquet(df, generations)
     unfinished = df.filter(~pl.col("finished"))
     log.info(
