@@ -28,6 +28,7 @@ from llmlab.train import (
     FINGERPRINT_FILE,
     build_trainer,
     checkpoint_to_resume,
+    keep_trainable_fp32,
     plot_loss_curve,
     resolve_runtime,
     run_train_lora,
@@ -346,7 +347,7 @@ def test_saved_adapter_reloads_with_identical_logits(tiny_llama_dir: Path, tmp_p
     reloaded = PeftModel.from_pretrained(
         base,
         tmp_path / "adapter",
-        # Keep the stored dtype (bf16 for QLoRA on a GPU), as the trained model computes.
+        # Keep the stored dtype (fp32: keep_trainable_fp32), as the trained model computes.
         autocast_adapter_dtype=False,
     ).eval()
     with torch.no_grad():
@@ -356,6 +357,87 @@ def test_saved_adapter_reloads_with_identical_logits(tiny_llama_dir: Path, tmp_p
     assert not torch.equal(expected, untrained)  # the adapter changed something
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert load_tokenizer(tmp_path / "adapter").chat_template == tokenizer.chat_template
+
+
+def test_keep_trainable_fp32_casts_the_adapter_only() -> None:
+    """TRL leaves a quantized model's LoRA weights in bf16: they become fp32, exactly, and the
+    frozen base keeps its dtype and its very tensors."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    base = LlamaForCausalLM(config).to(torch.bfloat16)
+    lora = LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False
+    )
+    model = get_peft_model(base, lora, autocast_adapter_dtype=False)  # as after TRL's cast
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    frozen_data = {n: (p.dtype, p.data_ptr()) for n, p in frozen.items()}
+    assert len(trainable) == 6 and {p.dtype for p in trainable.values()} == {torch.bfloat16}
+
+    assert keep_trainable_fp32(model) == 6
+    params = dict(model.named_parameters())
+    for name, before in trainable.items():
+        assert params[name].dtype == torch.float32 and params[name].requires_grad
+        assert torch.equal(params[name], before.float())
+    assert {n: (params[n].dtype, params[n].data_ptr()) for n in frozen} == frozen_data
+    assert keep_trainable_fp32(model) == 0  # idempotent
+
+
+@pytest.mark.slow
+def test_bf16_qlora_trains_fp32_adapter_and_resumes(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """The full preset's setting (4-bit base, bf16 autocast, bitsandbytes AdamW8bit), on a CPU:
+    the adapter trains and checkpoints in fp32, and a resumed run ends where an uninterrupted
+    one does."""
+    pytest.importorskip("bitsandbytes")
+    import torch
+    from safetensors import safe_open
+    from transformers import set_seed
+
+    training = {**FAST, "max_steps": 2, "save_steps": 1, "eval_steps": None}
+    spec = demo_config(quantize=True, training={**training, "learning_rate": 1e-2}).sft.variants[
+        "a"
+    ]
+    runtime = Runtime(device="cpu", precision="bf16", optim="adamw_8bit", quantize=True)
+    conversations = dialogues(8, seed=0)
+
+    def run(folder: Path, resume: Path | None = None) -> tuple[Any, Any]:
+        set_seed(spec.training.seed)
+        trainer, tokenizer = trainer_for(tiny_llama_dir, spec, runtime, conversations, 2, folder)
+        assert trainer.args.bf16
+        trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+        assert trainable and all(p.dtype == torch.float32 for p in trainable)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        assert all(p.dtype == torch.float32 for p in trainable)
+        return trainer, tokenizer
+
+    trainer, tokenizer = run(tmp_path / "ckpt")
+    assert "bitsandbytes" in type(trainer.optimizer.optimizer).__module__
+    # The 4-bit base stays 4-bit (packed uint8), frozen.
+    frozen = {p.dtype for p in trainer.model.parameters() if not p.requires_grad}
+    assert torch.uint8 in frozen
+    save_adapter(trainer.model, tokenizer, tmp_path / "adapter")
+    for folder in (tmp_path / "ckpt" / "checkpoint-1", tmp_path / "adapter"):
+        with safe_open(folder / "adapter_model.safetensors", "pt") as f:
+            names = f.keys()
+            assert names and {f.get_tensor(name).dtype for name in names} == {torch.float32}
+
+    resumed, _ = run(tmp_path / "resumed", resume=tmp_path / "ckpt" / "checkpoint-1")
+    assert resumed.state.global_step == 2
+    final = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    for name, param in resumed.model.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(param, final[name], rtol=0, atol=0)
 
 
 @pytest.mark.slow

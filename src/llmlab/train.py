@@ -11,8 +11,11 @@ One code path for both presets; only `sft.variants.<variant>` values and the dev
 - The device is the config's `device` (checked at start by llmlab.runtime: a CUDA run without
   a usable GPU stops there, never falls back to the CPU). On a CPU, `auto` precision is fp32
   (bf16 autocast is about 2x slower on the CPUs we measured), fp16 is an error, and
-  bitsandbytes' 8-bit/paged optimizers become `adamw_torch`; on a GPU, `auto` is bf16 where
-  the GPU has it natively, else fp16.
+  bitsandbytes' 8-bit/paged optimizers become `adamw_torch` (paged needs CUDA; the 8-bit
+  CPU backend is ~100x slower a step); on a GPU, `auto` is bf16 where the GPU has it
+  natively, else fp16. In every precision the LoRA weights (the only trainable
+  parameters) are fp32 master weights, bf16/fp16 being the autocast compute dtype only
+  (`keep_trainable_fp32`: in pure bf16, updates below half a bf16 ulp would be lost).
 - Checkpoints go every `save_steps` into the `--checkpoints` folder, which is not a stage
   output (Snakemake/DVC delete outputs before a rerun). A rerun resumes from the last complete
   checkpoint with `trainer.train(resume_from_checkpoint=...)`, but only if the stored
@@ -100,7 +103,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "llmlab_fingerprint.json"
-# bitsandbytes optimizers: 8-bit states and paged (CUDA unified memory) variants.
+# bitsandbytes optimizers: 8-bit states and paged (CUDA unified memory) variants. The paged
+# ones need CUDA; bitsandbytes 0.50's CPU backend runs adamw_8bit, but ~100x slower per step
+# than torch's AdamW on LoRA-sized tensors (0.27 s vs 5 ms a tensor; ~100 s a SmolLM2 step).
 BNB_OPTIMIZERS = frozenset({"adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"})
 # A checkpoint folder is complete once the Trainer wrote this file: it is written last.
 TRAINER_STATE = "trainer_state.json"
@@ -118,7 +123,6 @@ def resolve_runtime(spec: SftVariant, device: str, where: str) -> Runtime:
     precision = resolve_precision(spec.training.precision, device, f"{where}.training.precision")
     optim = spec.training.optim
     if optim in BNB_OPTIMIZERS and device != "cuda":
-        # bitsandbytes' 8-bit and paged optimizers are CUDA kernels.
         optim = "adamw_torch"
     return Runtime(device=device, precision=precision, optim=optim, quantize=spec.quantize)  # type: ignore[arg-type]
 
@@ -301,15 +305,36 @@ def build_trainer(
         peft_config=lora_config(spec),
         callbacks=[no_final_evaluation()],
     )
-    if runtime.quantize and runtime.precision != "bf16":
-        # TRL stores QLoRA adapters in bf16 (the paper's recipe on bf16 GPUs). Without bf16
-        # autocast they stay fp32: on a CPU bf16 matmuls are slower than fp32, and fp16
-        # mixed precision cannot unscale half-precision gradients. The optimizer is created
-        # in train(), so it sees the final dtype.
-        for param in trainer.model.parameters():
-            if param.requires_grad:
-                param.data = param.data.float()
+    # TRL has just cast a quantized model's adapter to bf16. The optimizer is created in
+    # train(), so it sees (and checkpoints) the fp32 parameters.
+    keep_trainable_fp32(trainer.model)
     return trainer
+
+
+def keep_trainable_fp32(model: Any) -> int:
+    """Cast `model`'s trainable floating-point parameters to fp32 in place (a no-op for those
+    already fp32); frozen ones (the 4-bit or half-precision base) are left alone. Returns how
+    many were cast.
+
+    TRL 1.16 casts the trainable parameters of a quantized model to bf16 (the QLoRA paper's
+    recipe). Trained that way, with bitsandbytes' AdamW8bit, the adapter has no fp32 master
+    copy and every update below half a bf16 ulp of its weight rounds away. Simulated at the
+    full preset's learning rates, schedules and LoRA shapes (scripts/benchmark_lora_bf16.py),
+    that is 11-30% of all lora_A/lora_B updates of variant a and 27-43% of variant b's (from
+    consistent to pure-noise gradients), 31-53% and 70-78% of those in the last third of the
+    steps, as the learning rate decays. In fp32 nothing is lost, and bf16 autocast still runs
+    the LoRA matmuls in bf16; the cost is 4 more bytes per adapter weight (weight and
+    gradient: ~0.7 GB for variant b's 168M). Without autocast (fp32 on a CPU) fp32 is also
+    the faster dtype, and fp16 mixed precision cannot unscale half-precision gradients.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
+            param.data = param.data.float()
+            cast += 1
+    return cast
 
 
 @dataclass(frozen=True)
