@@ -259,32 +259,3 @@ def test_sharded_eval_equals_one_job_and_resumes_after_a_kill(demo):
     info = json.loads((demo / run_dir / "metrics.json").read_text())
     assert [s["shard"] for s in info["shards"]] == [0, 1, 2]
     assert sum(s["rows"] for s in info["shards"]) == before["review_id"].n_unique()
-
-
-def test_an_eval_job_runs_through_the_dag_on_vllm(demo):
-    """The full preset evaluates with vLLM: one demo eval_llm job, rerun through Snakemake
-    with `eval.backend: vllm` (vLLM's CPU build), writes the same files in the same schema
-    and mostly agrees with the transformers backend. Last in this module: it edits params."""
-    import polars as pl
-
-    from llmlab.schemas import PREDICTIONS_SCHEMA
-
-    target = "results/eval/instruct_lm/0shot/predictions.parquet"
-    before = pl.read_parquet(demo / target)
-    params = demo / "params.yaml"
-    raw = yaml.safe_load(params.read_text())
-    raw["presets"]["demo"]["eval"]["backend"] = "vllm"
-    params.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
-    proc = run(["snakemake", "--profile", "profiles/demo", "--cores", "2", target], demo)
-    ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.MULTILINE))
-    assert ran == {"eval_llm", "eval_llm_gather"}, proc.stdout[-3000:]
-    after = pl.read_parquet(demo / target)
-    assert after.schema == pl.Schema(PREDICTIONS_SCHEMA)
-    assert set(after["backend"]) == {"vllm"} and after["valid"].all()
-    key = ["system", "review_id"]
-    joined = before.with_columns(pl.col("system").str.replace("/transformers", "/vllm")).join(
-        after, on=key, suffix="_vllm"
-    )
-    assert joined.height == after.height == before.height
-    agreement = (joined["prediction"] == joined["prediction_vllm"]).mean()
-    assert agreement >= 0.9, f"vLLM and transformers agree on only {agreement:.0%} of rows"
