@@ -23,22 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
+from llmlab.run_metadata import cpu_name
+
 METHODS = ("none", "contextual")
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (timings mean little without it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_split(path: Path, n: int, imdb_cfg):

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,6 @@ def test_the_full_preset_runs_its_gpu_rules_on_a_cpu(
         "results/sft/a/merge.json",
         "results/sft/b/merge.json",
     ]
-    import subprocess
-
     proc = subprocess.run(
         ["snakemake", "--cores", "2", "--show-failed-logs", *targets],
         cwd=repo, capture_output=True, text=True, env=ENV,

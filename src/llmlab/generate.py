@@ -4,10 +4,11 @@
   `sft.generation.quantize`, the weights the QLoRA adapters were trained against) and the
   adapters are attached to it with peft (`PeftModel.from_pretrained` + `load_adapter`); each
   system is selected with `set_adapter`, the base model with the `disable_adapter()` context.
-- vllm backend (the full preset): one engine serves the unquantized base and each adapter
-  through a `LoRARequest`. The pinned vLLM has no bitsandbytes 4-bit, so the adapters run on
-  other base weights than they were trained on; README "Generation design" has the measured
-  cost (held-out loss and greedy agreement, NF4 vs unquantized base).
+- vllm backend (the full preset): one engine serves the base and each adapter through a
+  `LoRARequest`. The pinned vLLM has no bitsandbytes 4-bit, so for QLoRA adapters the 4-bit
+  base is dequantized once into a temporary folder (`served_base`): the weights the adapters
+  were trained on, in a dtype vLLM serves. README "Generation design" has the measurement
+  (held-out loss and greedy agreement on the 4-bit, dequantized and original bases).
 - Every system, the base model included, gets the same input tokens: the prompt as a user
   turn rendered with the project's chat template and its generation prompt. The base model
   (a pretrained-only model in the full preset) never saw this format, which is the point of
@@ -47,6 +48,8 @@ from llmlab.runtime import (
     Runtime,
     check_prepared_model,
     check_quantization_available,
+    free_memory,
+    keep_4bit_layout_trainable,
     load_base_model,
     require_device,
     resolve_precision,
@@ -220,18 +223,10 @@ def load_trained_base(model_dir: Path, runtime: Runtime) -> PreTrainedModel:
     bitsandbytes quantization). The original folder's weights would be another model, by the
     base's quantization error (README, "Generation design": measured).
     """
-    from llmlab.runtime import keep_4bit_layout_trainable
-
     model = load_base_model(model_dir, dataclasses.replace(runtime, quantize=True))
     keep_4bit_layout_trainable(model)  # the layout train_lora computed with (CPU)
-    model = model.dequantize(dtype=runtime.dtype)
-    # The config still names the 4-bit method; what is saved or served is plain weights.
-    model.config.quantization_config = None
-    if hasattr(model.config, "_pre_quantization_dtype"):
-        del model.config._pre_quantization_dtype
-    model.is_quantized = False
-    model.hf_quantizer = None
-    return model
+    # transformers' dequantize also drops the quantization config: a plain model is saved.
+    return model.dequantize(dtype=runtime.dtype)
 
 
 @contextlib.contextmanager
@@ -248,7 +243,7 @@ def served_base(model_dir: Path, runtime: Runtime, dequantize: bool) -> Iterator
         model = load_trained_base(model_dir, runtime)
         model.save_pretrained(out)
         del model
-        _free_accelerator()
+        free_memory()  # before vLLM measures the free GPU memory
         load_tokenizer(model_dir).save_pretrained(out)
         log.info(
             "dequantized the 4-bit base into %s in %.1f s (the weights the adapters trained on)",
@@ -256,17 +251,6 @@ def served_base(model_dir: Path, runtime: Runtime, dequantize: bool) -> Iterator
             time.perf_counter() - start,
         )
         yield out
-
-
-def _free_accelerator() -> None:
-    """Give the dequantization's memory back before vLLM measures what is free."""
-    import gc
-
-    gc.collect()
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 class VllmGenerator:
@@ -295,7 +279,7 @@ class VllmGenerator:
             "hf_overrides": {},  # generation needs no float32 label head
         }
         # No `quantization`: the config refuses quantize with this backend (the pinned vLLM
-        # has no bitsandbytes), so the adapters run on the unquantized base.
+        # has no bitsandbytes); QLoRA adapters get the dequantized base (served_base).
         self.llm = start_vllm(engine, device)
 
     def answers(self, system: str, token_ids: Sequence[list[int]]) -> list[Answer]:
@@ -398,8 +382,14 @@ def run_compare_generations(
             device,
             "sft.generation.quantize" if gen.quantize else f"sft.variants.{qlora[0]}.quantize",
         )
-    for name in sorted(set(variants) - set(qlora)):
-        if gen.quantize or dequantize:
+    runtime = Runtime(
+        device=device,
+        precision=resolve_precision("auto", device, "sft.generation"),
+        optim="",
+        quantize=gen.quantize,
+    )
+    if gen.quantize or dequantize:
+        for name in sorted(set(variants) - set(qlora)):
             log.warning(
                 "variant %s was trained on the unquantized base but is served on the 4-bit "
                 "one the QLoRA variants (%s) were trained on",
@@ -411,14 +401,8 @@ def run_compare_generations(
             "QLoRA variants (%s): serving the 4-bit NF4 base dequantized to %s, the weights "
             "they were trained on",
             ", ".join(qlora),
-            resolve_precision("auto", device, "sft.generation"),
+            runtime.precision,
         )
-    runtime = Runtime(
-        device=device,
-        precision=resolve_precision("auto", device, "sft.generation"),
-        optim="",
-        quantize=gen.quantize,
-    )
     held = None
     if heldout is not None:
         from llmlab.sft_eval import heldout_prompts

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import importlib.util
 import logging
 import math
@@ -82,6 +81,7 @@ from llmlab.runtime import (
     Runtime,
     check_prepared_model,
     check_quantization_available,
+    free_memory,
     keep_4bit_layout_trainable,
     load_base_model,
     require_device,
@@ -336,15 +336,6 @@ def compare(
     return diff
 
 
-def _free() -> None:
-    """Return the memory of the models just dropped (`del`) before the next one loads."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 # --------------------------------------------------------------------------- merge and checks
 
 
@@ -577,12 +568,12 @@ def run_merge_adapter(
         tokenizer.save_pretrained(tmp)
         weights["saved_tensors"] = check_saved(plain, tmp)
         del plain
-        _free()
+        free_memory()
         reloaded = load_base_model(tmp, runtime).eval()  # plain transformers
         parameters = reloaded.num_parameters()
         diff = compare(reloaded, sequences, reference, nll["merged"]).summary()
         del reloaded
-        _free()
+        free_memory()
         gate = logit_gate(precision)
         log.info(
             "merged vs base + adapter: max |logit diff| %.3g, rms %.3g, top-1 agreement %.4f "
@@ -600,7 +591,7 @@ def run_merge_adapter(
             other = PeftModel.from_pretrained(load_base(model_dir, other_runtime), adapter).eval()
             other_diff = compare(other, sequences, reference, nll["other_base_adapter"])
             del other
-            _free()
+            free_memory()
             quantization = {
                 "other_base": FULL_PRECISION if dequantize else "4-bit NF4",
                 **other_diff.summary(),

@@ -57,6 +57,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (benchmark timings mean little without it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(terse=True),

@@ -301,6 +301,18 @@ def keep_4bit_layout_trainable(model: PreTrainedModel) -> int:
     return count
 
 
+def free_memory() -> None:
+    """Return the memory of the models just dropped (`del`) before the next one loads (on a
+    GPU, before vLLM measures what is free)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def load_base_model(model_dir: Path, runtime: Runtime, gpu: int | None = None) -> PreTrainedModel:
     """Load the causal LM of `model_dir` 4-bit (if `runtime.quantize`) or in the run's dtype.
 
