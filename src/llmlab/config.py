@@ -479,7 +479,7 @@ class BaselinesConfig(StrictModel):
 # Owned by train_lora and compare_generations.
 
 
-# vLLM's max_lora_rank choices end here (MaxLoRARanks, vllm/config/lora.py: read in 0.32.0 and 0.33.0).
+# vLLM's max_lora_rank choices end here (MaxLoRARanks in vllm/config/lora.py, 0.32.0 and 0.33.0).
 VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 VLLM_MAX_LORA_RANK = VLLM_MAX_LORA_RANKS[-1]
 LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
