@@ -39,6 +39,9 @@ KINDS = {
     ),
     "size": lambda key: key.rsplit(".", 1)[-1] in SIZE_KEYS,
     "dtype": lambda key: key.rsplit(".", 1)[-1] == "dtype",
+    # torch.compile: the CPU build compiles with inductor's C++ backend, a path a GPU never
+    # takes (it captures CUDA graphs), at minutes per engine.
+    "compile": lambda key: key.rsplit(".", 1)[-1] == "enforce_eager",
 }
 # Full-preset values the overlay keeps that a CPU still runs differently, each named with what
 # covers it on a GPU. Asserted present, so the list cannot go stale silently.
@@ -56,10 +59,6 @@ CPU_DIFFERS = {
     "eval.vllm.gpu_memory_utilization": (
         0.85,
         "the CPU build sizes its KV cache by kv_cache_memory_bytes (doctor checks GPU memory)",
-    ),
-    "eval.vllm.enforce_eager": (
-        False,
-        "CUDA graphs and torch.compile are GPU paths; the CPU build with LoRA runs eagerly",
     ),
 }
 
