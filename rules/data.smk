@@ -65,6 +65,7 @@ rule split_imdb:
         train="data/imdb/train.parquet",
         test="data/imdb/test.parquet",
         val="data/imdb/val.parquet",
+        info="data/imdb/split.json",
     log:
         "logs/split_imdb.log",
     benchmark:

@@ -5,6 +5,7 @@ rule report:
     input:
         imdb_stats="reports/tables/imdb_stats.json",
         imdb_figures="reports/figures/imdb",
+        imdb_split="data/imdb/split.json",
         saiga_stats="reports/tables/saiga_stats.json",
         saiga_figures="reports/figures/saiga",
         funnels=expand("data/sft/{variant}/funnel.json", variant=CFG.sft.variants),

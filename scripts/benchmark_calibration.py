@@ -6,8 +6,9 @@ reviews), and evaluates one model with `llmlab.eval.run.evaluate` on the transfo
 backend: one prompt, `--shots` examples of one fixed strategy drawn `--draws` times (draw 0
 with eval.fewshot.seed, the others with the derived seeds), calibrations none and contextual.
 Everything else (token budgets, bootstrap resamples, batch size, dtype) is the `--preset`'s
-eval config. Prints, per draw, accuracy with its bootstrap 95% CI, ECE (10 equal-width and
-10 equal-mass bins), Brier score and log loss with CIs before and after contextual
+eval config. Prints, per draw, accuracy with its bootstrap 95% CI, the debiased L2 and
+squared calibration error (Kumar et al. 2019; llmlab.eval.probability), Brier score and log
+loss with CIs before and after contextual
 calibration and their paired change; then the spread of accuracy over the draws (mean, sd,
 min-max) next to the single-draw CI width; and what it ran on.
 
@@ -86,7 +87,7 @@ def measure(preds, eval_cfg) -> dict:
         probs = {}
         for method in METHODS:
             rows = preds.filter((pl.col("draw") == draw) & (pl.col("calibration") == method))
-            m = system_metrics(rows, labels, **boot)
+            m = system_metrics(rows, labels)
             p, gold = probability.probabilities_and_gold(rows, labels)
             probs[method] = p
             entry["system"] = rows["system"][0]
@@ -132,7 +133,7 @@ def report(args, meta: dict, result: dict) -> None:
     )
     header = (
         f"\n{'draw':>4} {'seed':>10}  {'calibration':<11} {'accuracy [95% CI]':<22} "
-        f"{'ECE width [CI]':<22} {'ECE mass [CI]':<22} {'Brier [CI]':<22} "
+        f"{'L2 cal. error [CI]':<22} {'sq. cal. error [CI]':<22} {'Brier [CI]':<22} "
         f"{'log loss [CI]':<22} pred.pos"
     )
     print(header)
@@ -142,16 +143,16 @@ def report(args, meta: dict, result: dict) -> None:
             accuracy = pct_ci(m["accuracy"], m["accuracy_ci"])
             print(
                 f"{d['draw']:>4} {seed:>10}  {method:<11} {accuracy:<22} "
-                f"{ci(m['ece_width'], m['ece_width_ci']):<22} "
-                f"{ci(m['ece_mass'], m['ece_mass_ci']):<22} "
+                f"{ci(m['ce_l2'], m['ce_l2_ci']):<22} "
+                f"{ci(m['ce_squared'], m['ce_squared_ci']):<22} "
                 f"{ci(m['brier'], m['brier_ci']):<22} "
                 f"{ci(m['log_loss'], m['log_loss_ci']):<22} {m['predicted_positive_rate']:.1%}"
             )
         c = d["change"]
         print(
             f"{'':>4} {'':>10}  {'change':<11} {'contextual - none:':<22} "
-            f"{ci(c['ece_width'], c['ece_width_ci'], '+.3f'):<22} "
-            f"{ci(c['ece_mass'], c['ece_mass_ci'], '+.3f'):<22} "
+            f"{'(L2: ' + format(c['ce_l2'], '+.3f') + ')':<22} "
+            f"{ci(c['ce_squared'], c['ce_squared_ci'], '+.3f'):<22} "
             f"{ci(c['brier'], c['brier_ci'], '+.3f'):<22} "
             f"{ci(c['log_loss'], c['log_loss_ci'], '+.3f'):<22}"
         )

@@ -935,7 +935,7 @@ class GpuCheck:
         import polars as pl
 
         from llmlab.judge import run_judge_generations
-        from llmlab.sft_eval import VERDICTS
+        from llmlab.sft_eval import SANITY_PAIR, VERDICTS
 
         backend = self.cfg.eval.backend
         note = ""
@@ -966,9 +966,10 @@ class GpuCheck:
         n_pairs = len(systems) * (len(systems) - 1) // 2
         prompts = pl.read_parquet(self.heldout[source])["prompt_id"].n_unique()
         check(len(systems) >= 2, f"systems judged: {systems}")
+        pair_verdicts = judged.filter(pl.col("pair") != SANITY_PAIR).height
         check(
-            judged.height == n_pairs * prompts * 2,
-            f"{judged.height} verdicts, not {n_pairs} pairs x {prompts} prompts x 2 orders",
+            pair_verdicts == n_pairs * prompts * 2,
+            f"{pair_verdicts} verdicts, not {n_pairs} pairs x {prompts} prompts x 2 orders",
         )
         invalid = judged.filter(~pl.col("verdict").is_in(list(VERDICTS)))
         check(invalid.is_empty(), f"verdicts that are not {VERDICTS}: {invalid['raw_output'][:3]}")

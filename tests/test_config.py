@@ -97,6 +97,20 @@ def test_overlay_replaces_sources_whole_but_merges_other_mappings():
             lambda r: r["sft"]["variants"]["b"]["lora"].update(r=1024),
             "sft.variants.b.lora.r: 1024 is above vLLM's largest max_lora_rank (512)",
         ),
+        # The judge's trust rules (llmlab.sft_eval.judge_summary).
+        (
+            lambda r: r["sft"]["judge"].update(max_verdict_share=1.0),
+            "sft.judge.max_verdict_share: Input should be less than 1",
+        ),
+        (
+            lambda r: r["sft"]["judge"].update(sanity={"corruption": "reversed"}),
+            "sft.judge.sanity.corruption: Input should be 'shuffled_words', 'truncated' or "
+            "'other_reference'",
+        ),
+        (
+            lambda r: r["sft"]["judge"].update(sanity={"min_pass_share": 0}),
+            "sft.judge.sanity.min_pass_share: Input should be greater than 0",
+        ),
     ],
 )
 def test_bad_values_name_the_key(raw, mutate, expected):
@@ -104,6 +118,19 @@ def test_bad_values_name_the_key(raw, mutate, expected):
     mutate(bad)
     for preset in ("full", "demo"):
         assert _error(bad, preset).startswith(expected)
+
+
+def test_judge_trust_settings_default_to_the_documented_rules(raw):
+    judge = resolve(raw, "full").sft.judge
+    # "Most prompts" of the sanity check: the Wilson lower bound above 1/2; one verdict on
+    # more than 80% of a pair's requests is degenerate.
+    assert judge.sanity.min_pass_share == 0.5 and judge.max_verdict_share == 0.8
+    assert judge.sanity.corruption == "shuffled_words"
+    tweaked = copy.deepcopy(raw)
+    tweaked["sft"]["judge"]["sanity"] = {"corruption": "other_reference", "seed": 7}
+    sanity = resolve(tweaked, "demo").sft.judge.sanity
+    assert sanity.corruption == "other_reference" and sanity.seed == 7
+    assert sanity.min_pass_share == 0.5
 
 
 def test_a_broken_full_value_fails_a_demo_run_too(raw):

@@ -102,6 +102,13 @@ def test_report_has_every_section_and_resolving_figures(demo):
     assert "preset | demo" in report or "preset: demo" in report.lower() or "`demo`" in report
     assert "reliability_instruct_lm.png" in report and "reliability_base_lm.png" in report
     assert "| base vs a |" in report and "position consistency" in report
+    # The conclusions claim significance only after a correction whose interval agrees, and
+    # rank no choice above another by its noisy spread (scripts/benchmark_false_claims.py).
+    conclusions = report.split("## Conclusions", 1)[1].split("\n## ", 1)[0]
+    assert "dominat" not in conclusions and "worth more" not in conclusions
+    for line in conclusions.splitlines():
+        if "significantly" in line and "none of" not in line:
+            assert "Bonferroni" in line, line
     for variant in ("a", "b"):
         merged = demo / "models/merged" / variant
         assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()

@@ -121,83 +121,89 @@ def test_system_accuracy_counts_invalid_as_wrong():
 # --------------------------------------------------------------------------- sensitivity
 
 
-def grid(model_effect: dict, prompt_effect: dict, cal_effect: dict, draws: int = 2) -> pl.DataFrame:
-    """Additive toy accuracies: 0.6 + model + prompt + calibration + a tiny draw effect."""
-    rows = []
-    for (m, me), (p, pe), (c, ce), d in itertools.product(
-        model_effect.items(), prompt_effect.items(), cal_effect.items(), range(draws)
-    ):
-        rows.append(
-            {
-                "system": f"{m}/{p}/{c}/{d}",
-                "model": m,
-                "prompt": p,
-                "shots": 4,
-                "strategy": "random",
-                "backend": "vllm",
-                "calibration": c,
-                "draw": d,
-                "accuracy": 0.6 + me + pe + ce + 0.001 * d,
-            }  # fmt: skip
-        )
-    baseline = {"system": "tfidf", "model": "tfidf", "prompt": "-", "shots": 0, "strategy": "-",
-                "backend": "tfidf", "calibration": "none", "draw": 0, "accuracy": 0.99}  # fmt: skip
-    return pl.DataFrame([*rows, baseline])
+def grid(correct_of, models=("A", "B"), prompts=("p1", "p2", "p3"), cals=("none", "ctx"),
+         draws: int = 2, n: int = 200) -> pl.DataFrame:  # fmt: skip
+    """Review-level rows of every (model, prompt, calibration, draw) system, right exactly
+    where `correct_of(model, prompt, calibration, draw)` (a bool array of n) is True, plus a
+    baseline that is right everywhere (it must be ignored)."""
+    gold = [P, N] * (n // 2)
+    flip = {N: P, P: N}
+    frames = []
+    keys = itertools.product(models, prompts, cals, range(draws))
+    for m, p, c, d in [*keys, ("tfidf", "-", "none", 0)]:
+        ok = np.ones(n, bool) if m == "tfidf" else correct_of(m, p, c, d)
+        pred = [g if o else flip[g] for g, o in zip(gold, ok, strict=True)]
+        f = frame(f"{m}/{p}/{c}/{d}", m, gold, pred)
+        frames.append(
+            f.with_columns(
+                prompt=pl.lit(p), shots=pl.lit(0 if m == "tfidf" else 4, dtype=pl.Int64),
+                strategy=pl.lit("-" if m == "tfidf" else "random"), calibration=pl.lit(c),
+                draw=pl.lit(d, dtype=pl.Int64),
+            )
+        )  # fmt: skip
+    return pl.concat(frames)
 
 
-def test_sensitivity_prompt_dominates():
-    acc = grid(
-        {"A": 0.0, "B": 0.01}, {"p1": 0.0, "p2": 0.1, "p3": 0.2}, {"none": 0.0, "ctx": 0.005}
+def first(k: int, n: int = 200) -> np.ndarray:
+    return np.arange(n) < k
+
+
+def test_sensitivity_finds_a_prompt_effect_and_nothing_else():
+    # Prompts right on the first 100 / 120 / 180 reviews whatever the model, calibration
+    # or draw: only the prompt changes accuracy.
+    right = {"p1": 100, "p2": 120, "p3": 180}
+    out = prompt_sensitivity(grid(lambda m, p, c, d: first(right[p])))
+    factors = {f["factor"]: f for f in out["factors"].to_dicts()}
+    assert factors["prompt"]["spread"] == pytest.approx(0.4)
+    assert factors["model"]["spread"] == 0 and factors["calibration"]["spread"] == 0
+    # One test per group of otherwise equal settings: prompt 2 models x 2 cals x 2 draws.
+    assert [factors[f]["tests"] for f in ("prompt", "model", "calibration")] == [8, 12, 12]
+    assert [factors[f]["significant"] for f in ("prompt", "model", "calibration")] == [8, 0, 0]
+    assert out["conclusion"].startswith(
+        "Settings whose accuracy differs significantly across the options of one choice: "
+        "prompts 8 of 8 (mean range 40.0 pts), models 0 of 12 (mean range 0.0 pts), "
+        "calibration methods 0 of 12 (mean range 0.0 pts) (Cochran's Q per group of "
+        "otherwise equal settings, Bonferroni over all 32 tests at α = 0.05)"
     )
-    out = prompt_sensitivity(acc)
-    spreads = dict(zip(out["factors"]["factor"], out["factors"]["spread"], strict=True))
-    # Each factor's range is the same in every group of the others (the effects add up).
-    assert spreads == {
-        "prompt": pytest.approx(0.2),
-        "model": pytest.approx(0.01),
-        "calibration": pytest.approx(0.005),
-    }
-    assert out["factors"]["groups"].to_list() == [2 * 2 * 2, 3 * 2 * 2, 2 * 3 * 2]
-    assert out["dominant"] == "prompt"
-    assert out["conclusion"] == (
-        "The prompt choice dominates: accuracy moves by 20.0 percentage points across prompts "
-        "on average, against 1.0 percentage points across models and 0.5 percentage points "
-        "across calibration methods."
-    )
-    # The baseline (0.99) is not an LLM system: it is in no table row.
+    assert "dominat" not in out["conclusion"]
+    # The baseline (always right) is in no table row.
     t = out["table"]
-    assert t.height == 4 and t["max"].max() < 0.9
+    assert t.height == 4 and t["max"].max() == pytest.approx(0.9)
     row = t.filter((pl.col("model") == "A") & (pl.col("calibration") == "none")).row(0, named=True)
     assert row["n_systems"] == 6 and row["n_prompts"] == 3 and row["n_strategies"] == 1
-    assert t.schema["n_systems"] == pl.Int64 and out["factors"].schema["spread"] == pl.Float64
-    assert row["min"] == pytest.approx(0.6) and row["max"] == pytest.approx(0.801)
-    assert row["range"] == pytest.approx(0.201)
-    assert row["sd"] == pytest.approx(np.std([0.6, 0.601, 0.7, 0.701, 0.8, 0.801], ddof=1))
+    assert row["range"] == pytest.approx(0.4)
 
 
-def test_sensitivity_model_dominates_and_ties():
-    acc = grid({"A": 0.0, "B": 0.15}, {"p1": 0.0, "p2": 0.01}, {"none": 0.0, "ctx": 0.02})
-    out = prompt_sensitivity(acc)
-    assert out["dominant"] == "model"
-    assert out["conclusion"] == (
-        "The model choice dominates: accuracy moves by 15.0 percentage points across models on "
-        "average, against 2.0 percentage points across calibration methods and 1.0 percentage "
-        "points across prompts."
+def test_each_factor_test_is_cochrans_q_on_the_same_reviews():
+    from statsmodels.stats.contingency_tables import cochrans_q
+
+    rng = np.random.default_rng(4)
+    draws = {key: rng.random(200) < 0.7 for key in itertools.product("AB", ["p1", "p2", "p3"])}
+    out = prompt_sensitivity(
+        grid(lambda m, p, c, d: draws[(m, p)], cals=("none",), draws=1), alpha=0.05
     )
-    close = prompt_sensitivity(grid({"A": 0.0, "B": 0.09}, {"p1": 0.0, "p2": 0.1}, {"none": 0.0}))
-    assert close["dominant"] is None
-    assert close["conclusion"].startswith("No single choice dominates")
-    assert close["conclusion"].endswith(
-        "10.0 percentage points across prompts, 9.0 percentage points across models "
-        "(calibration methods not varied)."
-    )
+    test = next(t for t in out["tests"] if t["factor"] == "prompt" and t["group"]["model"] == "A")
+    ref = cochrans_q(np.column_stack([draws[("A", p)] for p in ("p1", "p2", "p3")]).astype(int))
+    assert test["statistic"] == pytest.approx(ref.statistic)
+    assert test["p_value"] == pytest.approx(ref.pvalue)
+    m = len(out["tests"])
+    assert test["p_adjusted"] == pytest.approx(min(1.0, m * ref.pvalue))
 
 
-def test_factor_spread_without_variation():
-    acc = grid({"A": 0.0}, {"p1": 0.0}, {"none": 0.0})
-    assert factor_spread(acc, "prompt", keys=["model", "prompt"])["spread"] is None
+def test_sensitivity_with_no_effect_claims_none():
+    rng = np.random.default_rng(0)
+    same = rng.random(200) < 0.7  # every system right on the same reviews
+    out = prompt_sensitivity(grid(lambda m, p, c, d: same))
+    assert out["conclusion"].startswith("No choice changes accuracy detectably")
+    assert not any(t["significant"] for t in out["tests"])
+
+
+def test_sensitivity_without_variation():
+    acc = grid(lambda m, p, c, d: first(100), models=("A",), prompts=("p1",), cals=("none",))
+    accuracies = system_accuracy(acc)
+    assert factor_spread(accuracies, "prompt", keys=["model", "prompt"])["spread"] is None
     out = prompt_sensitivity(acc)
-    assert out["dominant"] is None and out["conclusion"].startswith("No factor was varied")
+    assert out["conclusion"].startswith("No factor was varied")
 
 
 # --------------------------------------------------------------------------- errors
@@ -267,17 +273,16 @@ def test_accuracy_by_truncation():
     assert out.columns == ["system", "truncated", "n", "accuracy"]
 
 
-def test_accuracy_cis_are_the_metrics_bootstrap():
-    from llmlab.eval.metrics import bootstrap_ci
+def test_accuracy_cis_are_wilson_intervals():
+    from statsmodels.stats.proportion import proportion_confint
 
-    out = accuracy_by_truncation(TOY, REVIEWS, resamples=300, seed=7)
+    out = accuracy_by_truncation(TOY, REVIEWS, ci=True)
     assert out.columns == ["system", "truncated", "n", "accuracy", "ci_low", "ci_high"]
     row = out.filter((pl.col("system") == "tfidf") & ~pl.col("truncated")).row(0, named=True)
     # tfidf on the whole reviews 1, 2, 4: wrong, wrong, right.
-    assert (row["ci_low"], row["ci_high"]) == bootstrap_ci(
-        np.array([0.0, 0.0, 1.0]), resamples=300, seed=7
-    )
-    by_len = accuracy_by_length(TOY, REVIEWS, edges=(0, 10, 20), resamples=300, seed=7)
+    ref = proportion_confint(1, 3, method="wilson")
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(ref)
+    by_len = accuracy_by_length(TOY, REVIEWS, edges=(0, 10, 20), ci=True)
     assert (by_len["ci_low"] <= by_len["accuracy"]).all()
     assert (by_len["accuracy"] <= by_len["ci_high"]).all()
 

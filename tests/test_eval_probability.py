@@ -1,4 +1,5 @@
-"""Probability quality (ECE, Brier, log loss, reliability) against hand-computed values."""
+"""Probability quality (calibration error, Brier, log loss, reliability) against hand-computed
+values, numerical integration and simulation (bias, coverage, no-effect claims)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from scipy import integrate
+from scipy.special import expit
+from scipy.stats import norm
 from sklearn.metrics import brier_score_loss
 from sklearn.metrics import log_loss as sk_log_loss
 
@@ -16,12 +20,12 @@ from llmlab.eval.metrics import bootstrap_ci
 from llmlab.eval.probability import (
     EPS,
     RELIABILITY_COLUMNS,
-    bootstrap_statistic_ci,
+    bootstrap_replicates,
     brier_score,
+    calibration_bins,
     calibration_change,
     calibration_metrics,
     calibration_twins,
-    ece_ci,
     expected_calibration_error,
     label_probabilities,
     log_loss,
@@ -29,6 +33,7 @@ from llmlab.eval.probability import (
     probability_metrics,
     reliability_table,
     reliability_tables,
+    squared_calibration_error,
 )
 from llmlab.schemas import PREDICTIONS_SCHEMA
 
@@ -168,19 +173,180 @@ def test_calibration_change_is_paired_and_matches_the_metrics():
     z, gold = calibrated_sample(2_000, seed=3)
     good = label_probabilities(np.column_stack([np.zeros_like(z), z]))
     biased = label_probabilities(np.column_stack([np.zeros_like(z), z + 2.0]))
-    boot = {"resamples": 300, "seed": 5}
+    # 400 resamples: the fewest a 95% CE change CI uses (10 replicates per tail).
+    boot = {"resamples": 400, "seed": 5}
     change = calibration_change(biased, good, gold, **boot)
     before = calibration_metrics(biased, gold, **boot)
     after = calibration_metrics(good, gold, **boot)
-    for key in ("ece_width", "ece_mass", "brier", "log_loss"):
+    assert change["bins"] == before["bins"] == 10
+    for key in ("ce_squared", "ce_l2", "ece_plugin", "brier", "log_loss"):
         assert change[key] == pytest.approx(after[key] - before[key])
+    for key in ("ce_squared", "brier", "log_loss"):
         low, high = change[f"{key}_ci"]
         assert low <= change[key] <= high and high < 0  # removing the bias helps, surely
+
+    # The CE change's CI: percentile of the replicates D* - D_P + D, D_P the plug-in change;
+    # recomputed here row by row (not through the vectorized batch) on the same resamples.
+    def debiased(p: np.ndarray, o: np.ndarray) -> float:
+        return squared_calibration_error(two_label(p), o.astype(int), bins=10)
+
+    def plugin(p: np.ndarray, o: np.ndarray) -> float:
+        idx = np.minimum((p * 10).astype(int), 9)
+        return sum(
+            (idx == b).mean() * (o[idx == b].mean() - p[idx == b].mean()) ** 2
+            for b in range(10)
+            if (idx == b).any()
+        )
+
+    outcome = gold.astype(float)
+    reps = bootstrap_replicates(
+        lambda b, a, o: np.array(
+            [debiased(ai, oi) - debiased(bi, oi) for bi, ai, oi in zip(b, a, o, strict=True)]
+        ),
+        [biased[:, 1], good[:, 1], outcome],
+        **boot,
+    )
+    plug = plugin(good[:, 1], outcome) - plugin(biased[:, 1], outcome)
+    assert change["ce_squared_se"] == pytest.approx(reps.std(ddof=1))
+    expected = np.quantile(reps - plug + change["ce_squared"], [0.025, 0.975])
+    assert change["ce_squared_ci"] == pytest.approx(expected)
+    # Bonferroni over a family of 12: level 1 - 0.05/12, 4,800 resamples (10 per tail), wider.
+    family = calibration_change(biased, good, gold, family_size=12, **boot)
+    assert family["ce_level"] == pytest.approx(1 - 0.05 / 12) and family["family_size"] == 12
+    assert family["ce_squared_ci"][0] < change["ce_squared_ci"][0]
+    assert family["ce_squared_ci"][1] > change["ce_squared_ci"][1]
+    assert family["brier_ci"] == change["brier_ci"]  # Brier and log loss stay at 95%
     # Paired: the same probabilities twice change nothing, on every resample.
     same = calibration_change(good, good, gold, **boot)
-    assert same["ece_width"] == 0.0 and same["ece_width_ci"] == [0.0, 0.0]
+    assert same["ce_squared"] == 0.0 and same["ce_squared_ci"] == [0.0, 0.0]
     with pytest.raises(ValueError, match="do not match"):
         calibration_change(good, good[:10], gold, **boot)
+
+
+def equally_calibrated_pair(n: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two perfectly calibrated scorers of the same reviews: each sees the log-odds z ~ N(0,
+    1.5^2) plus its own N(0, 1) noise and reports P(positive | what it saw) (Gauss-Hermite)."""
+    x, w = np.polynomial.hermite.hermgauss(40)
+    z = rng.normal(0.0, 1.5, n)
+    gold = (rng.random(n) < expit(z)).astype(np.int64)
+    shrink, post_sd = 2.25 / 3.25, math.sqrt(2 * 2.25 / 3.25)
+
+    def scorer() -> np.ndarray:
+        seen = z + rng.normal(0.0, 1.0, n)
+        p = (expit(shrink * seen[:, None] + post_sd * x) * w).sum(axis=1) / math.sqrt(math.pi)
+        return two_label(p)
+
+    return scorer(), scorer(), gold
+
+
+@pytest.mark.parametrize("n", [40, 2000])
+def test_change_ci_excludes_0_at_most_5_percent_without_an_effect(n):
+    """Calibration that changes nothing about calibration quality (two equally, perfectly
+    calibrated scorers; or the same one shifted by +1 and -1 logit, equally miscalibrated by
+    symmetry): the paired CI excludes 0 at most at the nominal 5% (binomial margin)."""
+    rng = np.random.default_rng(n)
+    reps = 300 if n == 40 else 60
+    claims = 0
+    for r in range(reps):
+        a, b, gold = equally_calibrated_pair(n, rng)
+        if r % 2:  # equally miscalibrated
+            a = label_probabilities(np.log(a) + np.array([0.0, 1.0]))
+            b = label_probabilities(np.log(b) - np.array([0.0, 1.0]))
+        change = calibration_change(a, b, gold, resamples=300 if n == 40 else 200, seed=r)
+        low, high = change["ce_squared_ci"]
+        claims += low > 0 or high < 0
+    assert claims / reps <= (0.08 if n == 40 else 0.12)
+
+
+def test_debiased_squared_error_hand_computed_and_bins_rule():
+    probs = label_probabilities(np.log(two_label(P_POS)))
+    # 3 equal-width bins [0, 1/3), [1/3, 2/3), [2/3, 1]: {0.05, 0.15 | 0, 1}, {0.55, 0.58 | 1,
+    # 0}, {0.92, 0.95 | 1, 1}. Per bin (ybar - cbar)^2 - ybar (1 - ybar) / (n_b - 1):
+    # (0.5 - 0.1)^2 - 0.25 = -0.09; (0.5 - 0.565)^2 - 0.25 = -0.245775; (1 - 0.935)^2 - 0 =
+    # 0.004225; weights 2/6 each.
+    expected = (-0.09 - 0.245775 + 0.004225) / 3
+    assert squared_calibration_error(probs, GOLD, bins=3) == pytest.approx(expected)
+    # One review alone in a bin carries no variance estimate and counts 0 (Kumar et al.'s code).
+    assert squared_calibration_error(probs[:1], GOLD[:1], bins=1) == 0.0
+    # Left-closed bins: 0.5 falls in [0.5, 1] of 2 bins, 1.0 in the last (closed) bin.
+    edge = two_label(np.array([0.5, 0.5, 1.0, 0.0, 0.0]))
+    t = reliability_table(edge, np.array([1, 0, 1, 0, 0]), bins=2)
+    assert t["count"].to_list() == [2, 3]
+    assert [calibration_bins(n) for n in (1, 3, 4, 40, 99, 100, 2000)] == [1, 1, 2, 6, 9, 10, 10]
+    assert calibration_bins(2000, configured=15) == 15
+    m = calibration_metrics(probs, GOLD, resamples=200, seed=0)
+    assert m["bins"] == 2  # floor(sqrt(6))
+    assert m["ce_squared"] == pytest.approx(squared_calibration_error(probs, GOLD, bins=2))
+    assert m["ce_l2"] == math.sqrt(max(0.0, m["ce_squared"]))
+    assert m["ece_plugin"] == pytest.approx(expected_calibration_error(probs, GOLD, bins=2))
+
+
+def true_squared_error(shift: float, bins: int, sd: float = 1.5) -> float:
+    """Binned squared calibration error of P(positive) = sigmoid(z + shift) when the truth is
+    sigmoid(z), z ~ N(0, sd^2): sum_b P(b) (E[Y | b] - E[C | b])^2 by quadrature per bin."""
+    total = 0.0
+    for b in range(bins):
+        # Bin b of the confidence is an interval of z (the confidence is monotone in z).
+        lo = -np.inf if b == 0 else math.log(b / bins / (1 - b / bins)) - shift
+        hi = np.inf if b == bins - 1 else math.log((b + 1) / bins / (1 - (b + 1) / bins)) - shift
+        mass = norm.cdf(hi, scale=sd) - norm.cdf(lo, scale=sd)
+        gap = integrate.quad(
+            lambda z: (expit(z) - expit(z + shift)) * norm.pdf(z, scale=sd), lo, hi
+        )[0]
+        total += gap * gap / mass if mass > 0 else 0.0
+    return total
+
+
+def test_plugin_ece_is_biased_and_the_debiased_error_is_not():
+    """A perfectly calibrated scorer on 40 reviews: plug-in ECE ~0.16 in 10 bins (the issue's
+    number), the debiased squared error ~0; a miscalibrated one (+1 logit): the debiased mean
+    matches the integrated truth, the plug-in exceeds it."""
+    rng = np.random.default_rng(11)
+    plugin, debiased, shifted, shifted_plugin = [], [], [], []
+    for _ in range(2_000):
+        z = rng.normal(0.0, 1.5, 40)
+        gold = (rng.random(40) < expit(z)).astype(np.int64)
+        good, bad = two_label(expit(z)), two_label(expit(z + 1.0))
+        plugin.append(expected_calibration_error(good, gold, bins=10))
+        debiased.append(squared_calibration_error(good, gold, bins=6))
+        shifted.append(squared_calibration_error(bad, gold, bins=6))
+        conf = bad[:, 1]
+        idx = np.minimum((conf * 6).astype(int), 5)
+        shifted_plugin.append(
+            sum(
+                (idx == b).mean() * (gold[idx == b].mean() - conf[idx == b].mean()) ** 2
+                for b in range(6)
+                if (idx == b).any()
+            )
+        )
+    assert 0.14 < np.mean(plugin) < 0.18
+    assert abs(np.mean(debiased)) < 0.003  # sd of the mean ~0.0006
+    truth = true_squared_error(1.0, 6)
+    assert truth == pytest.approx(0.0326, abs=5e-4)
+    assert np.mean(shifted) == pytest.approx(truth, abs=0.003)
+    assert np.mean(shifted_plugin) > truth + 0.015
+
+
+@pytest.mark.parametrize(("n", "reps", "resamples"), [(40, 400, 400), (2000, 100, 200)])
+def test_calibration_error_ci_covers_the_truth(n, reps, resamples):
+    """The printed 95% CI of the calibration error covers the true binned error of a scorer
+    with +1 logit of bias ~95% of the time (binomial margins for the number of runs; the
+    benchmark script runs more), and always contains its own estimate."""
+    bins = calibration_bins(n)
+    truth = true_squared_error(1.0, bins)
+    rng = np.random.default_rng(n)
+    covered = 0
+    for r in range(reps):
+        z = rng.normal(0.0, 1.5, n)
+        gold = (rng.random(n) < expit(z)).astype(np.int64)
+        m = calibration_metrics(two_label(expit(z + 1.0)), gold, resamples=resamples, seed=r)
+        low, high = m["ce_squared_ci"]
+        covered += low <= truth <= high
+        assert low <= max(0.0, m["ce_squared"]) <= high
+        assert m["ce_l2_ci"] == pytest.approx([math.sqrt(low), math.sqrt(high)])
+        assert m["ce_l2_ci"][0] <= m["ce_l2"] <= m["ce_l2_ci"][1]
+    margin = 3 * math.sqrt(0.95 * 0.05 / reps)
+    assert 0.95 - margin <= covered / reps <= min(1.0, 0.95 + margin)
 
 
 @pytest.mark.parametrize("n", [100, 103, 7])
@@ -216,28 +382,27 @@ def test_reliability_table_matches_ece():
     assert width.row(5, named=True)["observed"] == pytest.approx(0.5)
 
 
-def test_bootstrap_ci_contains_estimate_and_is_deterministic():
+def test_cis_contain_the_estimate_and_are_deterministic():
     z, gold = calibrated_sample(500, seed=3)
     probs = label_probabilities(np.column_stack([np.zeros_like(z), z + 0.5]))
     m1 = calibration_metrics(probs, gold, resamples=300, seed=7)
     m2 = calibration_metrics(probs, gold, resamples=300, seed=7)
     assert m1 == m2
-    for key in ("ece_width", "ece_mass", "brier", "log_loss"):
+    for key in ("ce_squared", "ce_l2", "brier", "log_loss"):
         low, high = m1[f"{key}_ci"]
         assert low <= m1[key] <= high, key
         assert low < high
     assert (
-        calibration_metrics(probs, gold, resamples=300, seed=8)["ece_width_ci"]
-        != m1["ece_width_ci"]
+        calibration_metrics(probs, gold, resamples=300, seed=8)["ce_squared_ci"]
+        != m1["ce_squared_ci"]
     )
-    assert ece_ci(probs, gold, resamples=300, seed=7) == tuple(m1["ece_width_ci"])
 
 
-def test_statistic_bootstrap_uses_the_metrics_resamples():
+def test_replicates_use_the_metrics_resamples():
     # Same seed and rows -> the same resample indices as metrics.bootstrap_ci (also chunked).
     x = np.random.default_rng(0).random(3_000)
-    mean = bootstrap_statistic_ci(lambda a: a.mean(axis=1), [x], resamples=1_500, seed=5)
-    assert mean == bootstrap_ci(x, resamples=1_500, seed=5)
+    means = bootstrap_replicates(lambda a: a.mean(axis=1), [x], resamples=1_500, seed=5)
+    assert tuple(np.quantile(means, [0.025, 0.975])) == bootstrap_ci(x, resamples=1_500, seed=5)
 
 
 def test_probability_metrics_per_system_and_invalid_rows():
@@ -263,9 +428,10 @@ def test_probability_metrics_per_system_and_invalid_rows():
     assert a["n"] == 400 and a["n_invalid"] == 40 and a["view"] == "P(positive)"
     assert a["model"] == "m" and a["calibration"] == "none"
     expected = calibration_metrics(label_probabilities(scores), gold, resamples=200, seed=1)
-    for key in ("ece_width", "ece_mass", "brier", "log_loss"):
+    for key in ("ce_squared", "ce_l2", "brier", "log_loss"):
         assert a[key] == pytest.approx(expected[key])
         assert a[f"{key}_ci"] == pytest.approx(expected[f"{key}_ci"])
+    assert a["ece_plugin"] == pytest.approx(expected["ece_plugin"]) and a["bins"] == 10
     valid_only = probability_metrics(preds, LABELS, resamples=200, seed=1, include_invalid=False)
     assert valid_only["a/none"]["n"] == 360 and valid_only["a/contextual"]["n"] == 400
     with pytest.raises(UserError, match="not in labels"):

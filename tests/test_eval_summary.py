@@ -50,12 +50,15 @@ def system(
     scores=None,
 ):
     """Rows of one system that is right exactly where `correct` is True. `scores`: the
-    label_scores of every row (default: a constant); LLM rows get review lengths."""
+    label_scores of every row (default: 60% on the predicted label, so that their argmax is
+    the prediction); LLM rows get review lengths."""
     flip = {"negative": "positive", "positive": "negative"}
     pred = [g if ok else flip[g] for g, ok in zip(GOLD, correct, strict=True)]
     llm = prompt != "-"
     sid = system_id(model, prompt, shots, strategy, backend, calibration, draw) if llm else model
-    scores = [[-0.5, -1.0]] * N if scores is None else np.asarray(scores).tolist()
+    if scores is None:
+        scores = [[-0.51, -0.92] if p == "negative" else [-0.92, -0.51] for p in pred]
+    scores = np.asarray(scores).tolist()
     return pl.DataFrame(
         {
             "system": [sid] * N,
@@ -105,20 +108,31 @@ def test_summary_numbers(predictions, eval_cfg):
     assert doc["best_llm"] == "instruct_lm/system/5shot/balanced/vllm/contextual"
     t = doc["llm_vs_baseline"]
     assert t["difference"] == pytest.approx((32 - 36) / N)
-    assert (t["mcnemar"]["only_a"], t["mcnemar"]["only_b"]) == (0, 4)
+    assert (t["only_a"], t["only_b"]) == (0, 4)
+    # Both were picked as the best on these reviews: descriptive, never "significant".
+    assert t["selected"] and t["significant"] is None
     gains = {g["system"]: g for g in doc["calibration_gains"]}
     g0 = gains["instruct_lm/system/0shot/vllm/contextual"]
     assert g0["uncalibrated_system"] == "instruct_lm/system/0shot/vllm/none"
     assert g0["gain"] == pytest.approx(6 / N)
-    assert g0["mcnemar"]["method"] == "exact" and g0["mcnemar"]["only_a"] == 6
+    # McNemar (6 - 0)^2 / 6 = 6, p = 0.0143; a family of two calibrated systems: x2.
+    test = g0["test"]
+    assert test["only_a"] == 6 and test["family_size"] == 2
+    assert test["p_adjusted"] == pytest.approx(2 * 0.014306, abs=1e-5) and test["significant"]
+    assert test["level"] == pytest.approx(0.975) and g0["gain_ci"][0] > 0
     assert "predicted_positive_rate_calibrated" in g0
     best = doc["fewshot_effect"]["best"]["instruct_lm"]["5shot"]
     assert best["uncalibrated"]["difference"] == pytest.approx(4 / N)
     assert best["any"]["a"].endswith("5shot/balanced/vllm/contextual")
-    assert len(doc["fewshot_effect"]["pairs"]) == 2
+    pairs = doc["fewshot_effect"]["pairs"]
+    assert len(pairs) == 2 and all(p["test"]["family_size"] == 2 for p in pairs)
+    assert best["uncalibrated"]["significant"] is None  # selected: descriptive
+    bias = doc["label_bias"]
+    assert bias["family_size"] == 2 and bias["positive"] == "positive"
     # The report renders the tables from the summary (compute stages write no markdown).
     md = eval_tables(doc)
     assert "| tfidf | - | 0 |" in md and "Calibration" in md and "best LLM vs best baseline" in md
+    assert "Gain [97.5% CI]" in md and "**p = 0.029**" in md and "descriptive" in md
     assert "90.0% [" in md  # tfidf accuracy 36/40
     assert "+10.0 pts [" in md  # the 5-shot gain, in percentage points
 
@@ -223,17 +237,30 @@ def test_probability_metrics_for_every_system_baselines_included(rich, with_draw
     assert prob["tfidf"]["log_loss"] == pytest.approx(-(36 * np.log(0.9) + 4 * np.log(0.1)) / N)
     rnn = with_draws.filter(pl.col("system") == "rnn")
     direct = probability_metrics(rnn, eval_cfg.labels, resamples=1000, seed=42)["rnn"]
-    for key in ("ece_width", "ece_width_ci", "ece_mass", "brier_ci", "log_loss"):
+    for key in ("ce_squared", "ce_squared_ci", "ce_l2", "ece_plugin", "brier_ci", "log_loss"):
         assert prob["rnn"][key] == pytest.approx(direct[key])
-    # Uncalibrated: P(positive) = 0.9 on balanced reviews, ECE 0.4; contextual fixes most of it.
+    # 40 reviews: floor(sqrt(40)) = 6 equal-width bins, for every system and the figure.
+    assert doc["probability"]["bins"] == 6 and prob["rnn"]["bins"] == 6
+    # Uncalibrated: P(positive) = 0.9 on 40 balanced reviews, all in one bin: plug-in ECE 0.4,
+    # debiased squared error 0.4^2 - 0.5 x 0.5 / 39. Contextual (0.75 / 0.25, right on 32):
+    # bins {0.75: 16 of 20 positive} and {0.25: 4 of 20}: 0.05^2 - 0.8 x 0.2 / 19 each.
     q = doc["calibration_quality"]
     assert q["uncalibrated_system"] == "instruct_lm/system/5shot/balanced/vllm/none"
-    assert q["calibration"] == "contextual"
-    assert q["ece_width_uncalibrated"] == pytest.approx(0.4)
-    assert q["ece_width_calibrated"] == pytest.approx(0.05)
-    assert q["ece_width_change"] == pytest.approx(-0.35)
-    assert q["ece_width_change_ci"][1] < 0 and q["brier_change"] < 0
-    assert (q["systems_compared"], q["systems_lower_ece"]) == (4, 4)
+    assert q["calibration"] == "contextual" and q["bins"] == 6 and q["view"] == "P(positive)"
+    before, after = 0.16 - 0.25 / 39, 0.0025 - 0.16 / 19
+    assert q["ece_plugin_uncalibrated"] == pytest.approx(0.4)
+    assert q["ece_plugin_calibrated"] == pytest.approx(0.05)
+    assert q["ce_squared_uncalibrated"] == pytest.approx(before)
+    assert q["ce_l2_uncalibrated"] == pytest.approx(np.sqrt(before))
+    assert q["ce_squared_calibrated"] == pytest.approx(after) and q["ce_l2_calibrated"] == 0.0
+    assert q["ce_squared_change"] == pytest.approx(after - before)
+    # One Bonferroni family: the 4 calibration changes, CIs at 1 - 0.05/4.
+    assert q["family_size"] == 4 and q["ce_level"] == pytest.approx(1 - 0.05 / 4)
+    assert q["ce_squared_change_ci"][1] < 0 and q["brier_change"] < 0
+    assert (q["systems_compared"], q["systems_lower_ce"]) == (4, 4)
+    # Significantly lower after the correction: the two 0/5-shot `system` settings only (the
+    # `minimal` ones, right on 25-26 of 40, are worse calibrated at 0.75 confidence).
+    assert q["systems_lower_ce_significant"] == 2 and q["systems_higher_ce_significant"] == 0
     changes = doc["probability"]["calibration_changes"]
     assert len(changes) == 4 and all(not c["system"].endswith("draw1") for c in changes)
 
@@ -268,9 +295,17 @@ def test_spread_over_draws_next_to_the_single_draw_ci(rich):
     assert none["ci_width"] == pytest.approx(none["ci_high"] - none["ci_low"])
     assert spread["mean_sd"] == pytest.approx((2 / N + 1 / N) / 2)
     assert spread["range_exceeds_ci"] == 0
+    # Draw effect: Cochran's Q over the three draws on the same reviews (statsmodels as the
+    # reference), Bonferroni over the two multi-draw settings.
+    from statsmodels.stats.contingency_tables import cochrans_q
+
+    ref = cochrans_q(np.column_stack([right(k) for k in DRAW_RIGHT["none"]]).astype(int))
+    assert none["p_value"] == pytest.approx(ref.pvalue)
+    assert none["p_adjusted"] == pytest.approx(min(1.0, 2 * ref.pvalue))
+    assert spread["draw_effect_tests"] == 2
 
 
-def test_sensitivity_compares_prompt_with_model_and_calibration(rich):
+def test_sensitivity_tests_every_choice_and_ranks_none(rich):
     doc, _ = rich
     sens = doc["sensitivity"]
     spread = {f["factor"]: f["spread"] for f in sens["factors"]}
@@ -279,13 +314,13 @@ def test_sensitivity_compares_prompt_with_model_and_calibration(rich):
     assert spread["prompt"] == pytest.approx(4 / N)
     assert spread["model"] == pytest.approx((2 / N + 1 / N) / 2)
     assert spread["calibration"] == pytest.approx((3 + 6 + 6 + 4 + 5 + 3) / 6 / N)
-    assert sens["dominant"] is None and "No single choice dominates" in sens["conclusion"]
-    assert sens["comparisons"] == [
-        "the choice of prompt is worth more than the choice of model "
-        "(10.0 vs 3.8 percentage points)",
-        "the choice of prompt is worth less than the choice of calibration "
-        "(10.0 vs 11.2 percentage points)",
-    ]
+    m = len(sens["tests"])
+    assert m == 2 + 2 + 6
+    for t in sens["tests"]:
+        assert t["significant"] == (t["p_adjusted"] < 0.05)
+        assert t["p_adjusted"] == pytest.approx(min(1.0, m * t["p_value"]))
+    assert "dominat" not in sens["conclusion"] and "not ranked" in sens["conclusion"]
+    assert "comparisons" not in sens
     five = [r for r in sens["table"] if r["shots"] == 5 and r["calibration"] == "none"]
     assert five[0]["n_systems"] == 3 and five[0]["range"] == pytest.approx(4 / N)
 
@@ -331,7 +366,8 @@ def test_new_sections_render_as_tables(rich):
     doc, _ = rich
     prob = probability_tables(doc)
     assert "### Probability quality" in prob and "| tfidf | none | 0.000 [" in prob
-    assert "| instruct_lm/system/5shot/balanced/vllm/none | contextual | 0.400 → 0.050 |" in prob
+    assert "| instruct_lm/system/5shot/balanced/vllm/none | contextual | 0.392 → 0.000 |" in prob
+    assert "P(positive); 6 equal-width bins; 95% CI" in prob and "[98.75% CI]" in prob
     draws = draws_table(doc)
     assert "3 draws of each fixed example set" in draws
     assert (
@@ -339,7 +375,7 @@ def test_new_sections_render_as_tables(rich):
         in draws
     )
     sens = sensitivity_table(doc)
-    assert "Conclusion: No single choice dominates" in sens and "| calibration | 11.2 pts |" in sens
+    assert "Conclusion: " in sens and "| calibration | 11.2 pts | 6 | 2 |" in sens
     errors = errors_tables(doc)
     titles = ("in the model's tokens", "in words", "Truncated vs whole", "most systems get wrong")
     for title in (*titles, "Cohen's kappa"):

@@ -130,7 +130,7 @@ def test_run_compare_generations_writes_the_answers(
     tiny_llama_dir: Path, tiny_adapters: Path, tmp_path: Path
 ) -> None:
     from llmlab.io import write_parquet
-    from llmlab.schemas import HELDOUT_ANSWERS
+    from llmlab.schemas import HELDOUT_ANSWERS, HELDOUT_LOSS
 
     cfg = demo_config(prompts=PROMPTS, max_new_tokens=4)
     out = tmp_path / "generations.parquet"
@@ -167,10 +167,80 @@ def test_run_compare_generations_writes_the_answers(
     assert df.height == 3 * len(PROMPTS)
     # The held-out prompts: eval first turns no variant trained on, answered by every system.
     held = pl.read_parquet(tmp_path / "heldout.parquet")
-    assert held.columns == list(HELDOUT_ANSWERS)
+    assert held.columns == [*HELDOUT_ANSWERS, *HELDOUT_LOSS]
     assert set(held["prompt"]) == {"Сколько будет 2+2?", "Назови столицу Франции."}
     assert held.group_by("system").len().sort("system")["len"].to_list() == [2, 2, 2]
     assert set(held["reference"]) == {"4.", "Париж."}
+    # Every system scored on the same reference tokens; the adapters change the loss.
+    tokens = held.group_by("prompt_id").agg(pl.col("reference_tokens").n_unique())
+    assert tokens["reference_tokens"].to_list() == [1, 1]
+    nll = {s: tuple(r.sort("prompt_id")["reference_nll"]) for (s,), r in held.group_by("system")}
+    assert len(set(nll.values())) == 3
+
+
+def test_reference_losses_are_the_loss_of_the_answer_tokens(
+    tiny_llama_dir: Path, tiny_adapters: Path
+) -> None:
+    """Each system's summed NLL of the reference answer given the prompt, over the tokens
+    train_lora's loss scores (after the generation prompt: the answer, end of turn, eos),
+    against a plain forward pass of a model that only ever had that adapter; batching and
+    padding change nothing, and the patched LM head is gone afterwards."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from llmlab.generate import reference_losses
+    from llmlab.sft_data.chat import load_tokenizer
+
+    tok = load_tokenizer(tiny_llama_dir)
+    tok.padding_side = "left"  # as compare_generations leaves it
+    held = pl.DataFrame(
+        {
+            "prompt_id": [0, 1, 2],
+            "prompt": PROMPTS,
+            "reference": ["Логистическая регрессия — линейный классификатор.", "5.", "Привет."],
+        }
+    )
+    adapters = {v: tiny_adapters / v for v in ("a", "b")}
+    model = attach_adapters(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), adapters)
+    got = reference_losses(model, tok, [BASE, "a", "b"], held, batch_size=2)
+    assert "forward" not in vars(model.get_base_model())  # generation runs the plain forward
+    assert got.columns == ["system", "prompt_id", "reference_nll", "reference_tokens"]
+    one_by_one = reference_losses(model, tok, ["a"], held, batch_size=1)
+    batched = got.filter(pl.col("system") == "a")
+    assert one_by_one["reference_tokens"].equals(batched["reference_tokens"])
+    assert one_by_one["reference_nll"].to_list() == pytest.approx(
+        batched["reference_nll"].to_list(), rel=1e-5
+    )
+
+    def expected(one: torch.nn.Module) -> list[tuple[float, int]]:
+        out = []
+        for prompt, answer in zip(held["prompt"], held["reference"], strict=True):
+            user = [{"role": "user", "content": prompt}]
+            head = tok.apply_chat_template(
+                user, tokenize=True, add_generation_prompt=True, return_dict=True
+            )["input_ids"]
+            dialogue = [*user, {"role": "assistant", "content": answer}]
+            ids = tok.apply_chat_template(dialogue, tokenize=True, return_dict=True)["input_ids"]
+            assert ids[: len(head)] == head
+            with torch.no_grad():
+                logits = one(input_ids=torch.tensor([ids])).logits[0]
+            nll = torch.nn.functional.cross_entropy(
+                logits[len(head) - 1 : -1], torch.tensor(ids[len(head) :]), reduction="sum"
+            )
+            out.append((nll.item(), len(ids) - len(head)))
+        return out
+
+    for system in (BASE, "a"):
+        one = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+        if system != BASE:
+            one = PeftModel.from_pretrained(one, adapters[system]).eval()
+        rows = got.filter(pl.col("system") == system).sort("prompt_id")
+        want = expected(one)
+        assert rows["reference_tokens"].to_list() == [n for _, n in want]
+        assert rows["reference_nll"].to_list() == pytest.approx([x for x, _ in want], rel=1e-5)
+    by_system = {s: r["reference_nll"].to_list() for (s,), r in got.group_by("system")}
+    assert by_system["a"] != pytest.approx(by_system[BASE])  # the adapter is applied
 
 
 @pytest.mark.slow
@@ -180,25 +250,54 @@ def test_vllm_serves_every_adapter_like_peft(
     """`sft.generation.backend: vllm` (vLLM's CPU build here): one engine serves the
     dequantized 4-bit base with a LoRARequest per QLoRA adapter; greedy answers equal those of
     transformers + peft on the 4-bit base itself (the model train_lora trained), on the same
-    input tokens."""
+    input tokens. The held-out reference losses (transformers forward passes on the weights
+    vLLM serves) equal those on the 4-bit base."""
     pytest.importorskip("vllm")
+    from llmlab.io import write_parquet
+
     cfg = demo_config(
         prompts=PROMPTS, max_new_tokens=4, do_sample=False, quantize=False, backend="vllm"
     )
     assert all(v.quantize for v in cfg.sft.variants.values()), "QLoRA variants"
+    split = tmp_path / "eval.parquet"
+    pairs = [("Сколько будет 2+2?", "4."), ("Назови столицу Франции.", "Столица Франции — Париж.")]
+    write_parquet(
+        pl.DataFrame(
+            {
+                "messages": [
+                    [{"content": q, "role": "user"}, {"content": a, "role": "assistant"}]
+                    for q, a in pairs
+                ]
+            }
+        ),
+        split,
+    )
     out = tmp_path / "vllm.parquet"
-    run_compare_generations(cfg, tiny_llama_dir, [tiny_adapters / "a", tiny_adapters / "b"], out)
+    adapters = [tiny_adapters / "a", tiny_adapters / "b"]
+    held = {"eval": [split], "heldout": tmp_path / "vllm_heldout.parquet"}
+    run_compare_generations(cfg, tiny_llama_dir, adapters, out, **held)
     vllm = pl.read_parquet(out)
     assert vllm.schema == pl.Schema(GENERATIONS_SCHEMA)
     plain = tmp_path / "transformers.parquet"
     hf_cfg = demo_config(
         prompts=PROMPTS, max_new_tokens=4, do_sample=False, quantize=True, backend="transformers"
     )
-    run_compare_generations(
-        hf_cfg, tiny_llama_dir, [tiny_adapters / "a", tiny_adapters / "b"], plain
+    hf_held = {"eval": [split], "heldout": tmp_path / "hf_heldout.parquet"}
+    run_compare_generations(hf_cfg, tiny_llama_dir, adapters, plain, **hf_held)
+    key = ["system", "prompt_id"]
+    losses = (
+        pl.read_parquet(held["heldout"])
+        .join(pl.read_parquet(hf_held["heldout"]), on=key, suffix="_hf")
+        .select(
+            *key, "reference_nll", "reference_nll_hf", "reference_tokens", "reference_tokens_hf"
+        )
+    )
+    assert losses.height == 3 * len(pairs)
+    assert (losses["reference_tokens"] == losses["reference_tokens_hf"]).all()
+    assert losses["reference_nll"].to_list() == pytest.approx(
+        losses["reference_nll_hf"].to_list(), rel=1e-4
     )
     hf = pl.read_parquet(plain)
-    key = ["system", "prompt_id"]
     joined = vllm.join(hf, on=key, suffix="_hf")
     assert joined.height == 3 * len(PROMPTS)
     # A random tiny model has near-tied logits: count agreement, not equality of every row.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from llmlab.report import durations_by_rule, eval_conclusions, sft_conclusions, source_label
@@ -61,35 +62,60 @@ def test_hardware_always_has_the_keys_the_template_reads():
     assert {"platform", "python", "cpu_count", "memory_gib", "gpus"} <= set(info)
 
 
-def _system(name, acc, kind="llm"):
-    return {
-        "system": name, "kind": kind, "accuracy": acc, "ci_low": acc - 0.05,
-        "ci_high": acc + 0.05, "prompts_per_second": 5.0, "invalid_rate": 0.0,
-    }  # fmt: skip
-
-
-def _test(a, b, diff, p):
-    return {"a": a, "b": b, "difference": diff, "difference_ci": [diff - 0.1, diff + 0.1],
-            "mcnemar": {"p_value": p}}  # fmt: skip
-
-
 def test_eval_conclusions_follow_the_numbers():
-    summary = {
-        "n_reviews": 100,
-        "systems": [_system("m/system/0shot", 0.7), _system("tfidf", 0.9, "baseline")],
-        "best_system": "tfidf",
-        "best_llm": "m/system/0shot",
-        "fewshot_effect": {"best": {"m": {"5shot": {"uncalibrated": _test("x", "y", 0.1, 0.01)}}}},
-        "llm_vs_baseline": _test("m/system/0shot", "tfidf", -0.2, 0.2),
-        "calibration_gains": [],
-    }
-    lines = eval_conclusions(summary)
-    assert lines[0].startswith("Best system overall: `tfidf` with 90.0% accuracy")
-    assert "a significant gain" in lines[2]
-    assert "not significantly worse than the best baseline (`tfidf`)" in lines[3]
+    from llmlab.config import load_params
+    from llmlab.eval.summary import summarize
+    from tests.test_eval_summary import PARAMS, right, system
+
+    predictions = pl.concat(
+        [
+            system("instruct_lm", "system", 0, "-", "vllm", "none", right(24)),
+            system("instruct_lm", "system", 0, "-", "vllm", "contextual", right(30)),
+            system("instruct_lm", "system", 5, "balanced", "vllm", "none", right(28)),
+            system("instruct_lm", "system", 5, "balanced", "vllm", "contextual", right(32)),
+            system("tfidf", "-", 0, "-", "tfidf", "-", right(36)),
+        ]
+    )
+    doc, _ = summarize(predictions, load_params(PARAMS, preset="demo").eval)
+    lines = eval_conclusions(doc)
+    assert lines[0].startswith("Highest accuracy: `tfidf` with 90.0% (95% Wilson CI 76.9%–96.0%)")
+    # Few-shot twins: 28 vs 24 and 32 vs 30 right (4 and 2 discordant reviews, one way):
+    # McNemar p = 0.046 and 0.157, doubled by Bonferroni: neither is significant.
+    few = next(line for line in lines if line.startswith("Few-shot vs zero-shot"))
+    assert "none of the 2 differs significantly (McNemar, Bonferroni over the 2" in few
+    best = next(line for line in lines if line.startswith("Few-shot, `instruct_lm`"))
+    assert "+10.0 pts" in best and "descriptive" in best and "signific" not in best
+    llm = next(line for line in lines if line.startswith("LLM vs baselines"))
+    assert "`instruct_lm/system/5shot/balanced/vllm/contextual`" in llm
+    assert "-10.0 pts" in llm and "descriptive" in llm and "signific" not in llm
+    # Calibration twins: 30 vs 24 (p = 0.014 x 2 = 0.029: significant) and 32 vs 28
+    # (p = 0.046 x 2 = 0.091: not), each interval at 97.5%.
+    cal = next(line for line in lines if line.startswith("Calibration, each"))
+    assert "1 gain and 0 lose significantly" in cal and "each interval at 97.5%" in cal
+    assert "gains range from +10.0 pts to +15.0 pts" in cal
+    assert not any("dominat" in line for line in lines)
 
 
-def test_sft_conclusions_name_the_strictest_step_and_best_variant():
+def test_label_bias_sentence_counts_corrected_tests_only():
+    from llmlab.report import label_bias_sentence
+
+    rows = [
+        {"difference": 0.3, "gold_positive_rate": 0.5, "significant": True},
+        {"difference": -0.05, "gold_positive_rate": 0.5, "significant": False},
+    ]
+    doc = {"positive": "positive", "systems": rows, "family_size": 2, "biased": 1,
+           "towards_positive": 1}  # fmt: skip
+    text = label_bias_sentence(doc)
+    assert text.startswith(
+        "Label preference: 1 of the 2 uncalibrated LLM systems predict `positive` "
+        "significantly more often than the reviews carry it and 0 significantly less often"
+    )
+    assert "range from 45.0% to 80.0%, against 50.0% of the reviews" in text
+    none = label_bias_sentence(doc | {"biased": 0, "towards_positive": 0})
+    assert "none of the 2 uncalibrated LLM systems" in none
+
+
+def test_sft_conclusions_name_the_strictest_step_and_rank_no_variant_by_own_splits():
     funnel = {
         "input_rows": 100,
         "steps": [
@@ -105,8 +131,11 @@ def test_sft_conclusions_name_the_strictest_step_and_best_variant():
     lines = sft_conclusions(metrics, {"a": funnel})
     assert "30 of 100 dialogues pass the filters, 25 are sampled" in lines[0]
     assert "`opus_score` (−50 rows)" in lines[0]
-    assert lines[1].startswith("SFT: variant `b` has the lowest held-out loss (1.500")
-    assert "base model without an adapter has 2.500" in lines[1]
+    # Each variant's eval_loss is on its own eval split (other filters): no ranking from it.
+    # The comparison on one common held-out set: tests/test_heldout_loss.py.
+    assert "on its own eval split" in lines[1] and "do not rank the variants" in lines[1]
+    assert "`a` 2.000, `b` 1.500" in lines[1]
+    assert "lowest" not in lines[1] and "base model" not in lines[1]
 
 
 # --------------------------------------------------------------------------- evaluation analysis
@@ -126,17 +155,47 @@ def analysed():
 def test_conclusions_include_calibration_quality_and_draw_variance(analysed):
     lines = eval_conclusions(analysed)
     quality = next(line for line in lines if line.startswith("Calibration quality:"))
-    assert "contextual calibration lowers the expected calibration error" in quality
-    assert "`instruct_lm/system/5shot/balanced/vllm`) from 0.400" in quality
-    assert "to 0.050" in quality and "a change of -0.350" in quality
-    assert "the paired CI excludes 0" in quality
+    assert "best LLM setting (`instruct_lm/system/5shot/balanced/vllm`)" in quality
+    assert (
+        "debiased L2 calibration error of P(positive) (Kumar et al. 2019; 6 equal-width" in quality
+    )
+    assert "is 0.392 (95% CI " in quality and "and 0.000 (95% CI 0.000–" in quality
+    assert "squared calibration error is -0.1595 (paired 98.75% CI " in quality
+    assert "Bonferroni over 4 calibration changes" in quality
+    assert "the CI excludes 0, so contextual calibration lowers the calibration error" in quality
+    assert "4 have a lower estimate (descriptive); 2 are significantly lower and 0" in quality
     draws = next(line for line in lines if line.startswith("Few-shot draws:"))
     assert "over 3 draws of each fixed example set" in draws
     assert "standard deviation of 3.7 pts on average over 2 settings" in draws
-    assert "within the single-draw CI in every setting" in draws
+    assert "in none of the 2 settings does the draw change accuracy significantly" in draws
+    assert "(Cochran's Q over the draws on the same reviews, Bonferroni over the 2)" in draws
     sens = next(line for line in lines if line.startswith("Prompt sensitivity:"))
-    assert "worth more than the choice of model" in sens
-    assert "worth less than the choice of calibration" in sens
+    assert "not ranked" in sens and "dominat" not in sens
+
+
+def test_calibration_quality_sentence_follows_its_ci():
+    from llmlab.report import calibration_quality_sentence
+
+    q = {"calibration": "contextual", "uncalibrated_system": "m/p/0shot/vllm/none",
+         "view": "P(positive)", "bins": 6, "ce_l2_uncalibrated": 0.2,
+         "ce_l2_uncalibrated_ci": [0.1, 0.3], "ce_l2_calibrated": 0.15,
+         "ce_l2_calibrated_ci": [0.0, 0.25], "ce_squared_change": -0.0175,
+         "ce_squared_change_ci": [-0.04, 0.005], "ce_level": 1 - 0.05 / 12, "family_size": 12,
+         "brier_uncalibrated": 0.2, "brier_calibrated": 0.19, "log_loss_uncalibrated": 0.6,
+         "log_loss_calibrated": 0.58, "systems_compared": 12, "systems_lower_ce": 9,
+         "systems_lower_ce_significant": 0, "systems_higher_ce_significant": 0}  # fmt: skip
+    text = calibration_quality_sentence(q)
+    # A CI that includes 0 never reads as a change, whatever the sign of the estimate.
+    assert "the CI includes 0: not distinguishable from no change" in text
+    assert "lowers" not in text and "raises" not in text and "excludes" not in text
+    assert "(paired 99.58% CI -0.0400 to +0.0050, Bonferroni over 12 calibration changes)" in text
+    assert "9 have a lower estimate (descriptive); 0 are significantly lower and 0" in text
+    above = calibration_quality_sentence(q | {"ce_squared_change": 0.02,
+                                             "ce_squared_change_ci": [0.001, 0.04],
+                                             "family_size": 1, "ce_level": 0.95})  # fmt: skip
+    assert "the CI excludes 0, so contextual calibration raises the calibration error" in above
+    assert "(paired 95% CI +0.0010 to +0.0400)" in above and "Bonferroni" not in above
+    assert calibration_quality_sentence(None) is None
 
 
 def test_draw_sentence_with_one_draw_and_a_wide_spread():
@@ -146,8 +205,8 @@ def test_draw_sentence_with_one_draw_and_a_wide_spread():
     assert "variance over draws was not measured" in draw_sentence(one)
     wide = {"draws": 3, "settings": [{}], "multi_draw_settings": 2, "mean_sd": 0.04,
             "max_range": 0.12, "max_range_system": "s", "mean_ci_width": 0.1,
-            "range_exceeds_ci": 1}  # fmt: skip
-    assert "wider than the single-draw CI in 1 of 2 settings" in draw_sentence(wide)
+            "range_exceeds_ci": 1, "draw_effect_significant": 1}  # fmt: skip
+    assert "the draw changes accuracy significantly in 1 of 2 settings" in draw_sentence(wide)
     assert draw_sentence(None) is None
 
 

@@ -45,7 +45,7 @@ class ConfigError(UserError, ValueError):
 
 class ImdbConfig(StrictModel):
     source: DataSource
-    # The course split: sklearn-style train_test_split(test_size, seed) of the whole set.
+    # The course split: Hugging Face datasets' train_test_split(test_size, seed) of the whole set.
     test_size: Probability = 0.2
     split_seed: Seed = 42
     # One fixed, stratified subsample of the test part that every system is scored on.
@@ -600,15 +600,40 @@ class HeldoutConfig(StrictModel):
     bootstrap: BootstrapConfig = BootstrapConfig()  # CIs of the format metrics and win rates
 
 
+class JudgeSanityConfig(StrictModel):
+    """The check a judge must pass before any of its win rates is read: on every held-out
+    prompt it compares the reference answer with a corrupted copy of it, in both orders (extra
+    requests of judge_generations, same backend)."""
+
+    # shuffled_words: the reference's words in a seeded random order (same words, length and
+    # language: only reading tells them apart); truncated: its first half; other_reference:
+    # another held-out prompt's reference (fluent but off-topic).
+    corruption: Literal["shuffled_words", "truncated", "other_reference"] = "shuffled_words"
+    # "Most prompts", read statistically: the judge passes when the Wilson 95% lower bound of
+    # the share of prompts on which it prefers the reference in BOTH orders is above this (at
+    # 10 prompts that takes 9; a judge without preference does it on 1/9 of prompts).
+    min_pass_share: Probability = 0.5
+    seed: Seed = 42  # the shuffles and the choice of the other reference
+
+
 class JudgeConfig(StrictModel):
     """judge_generations: a model compares the systems' held-out answers pairwise, in both
     orders, with the verdict constrained to A / B / tie (eval.backend and its engine
-    settings)."""
+    settings). No win rate is reported for a pair the judge is not trusted on: a judge that
+    shares weights with the judged models (self-judging), fails the sanity check, gives one
+    verdict on more than `max_verdict_share` of the pair's requests or is position-inconsistent
+    (llmlab.sft_eval.judge_summary)."""
 
     model: Key = "judge_lm"  # a key of `models`
     # Below this share of prompts whose two verdicts agree once the order swap is undone,
     # the report calls the judge too weak to trust (a coin would agree on ~1/3).
     min_consistency: Probability = 0.6
+    # Every pair is shown in both orders, so a judge without position bias says A and B equally
+    # often whatever the systems' quality (each at most half of its verdicts). One verdict on
+    # more than this share of a pair's requests is position bias (A or B) or a judge that
+    # cannot tell the answers apart (tie): an always-tie judge is "consistent" but says nothing.
+    max_verdict_share: Probability = 0.8
+    sanity: JudgeSanityConfig = JudgeSanityConfig()
     max_answer_chars: PositiveInt = 2000  # longer answers are cut (the judge's context)
 
 

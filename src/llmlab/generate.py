@@ -18,6 +18,10 @@
   Generation stops at the tokenizer's eos (which the adapters learned to emit after
   `<|eot_id|>`) or at the `<|eot_id|>` text itself (what a base model may produce instead).
 - Output: one parquet row per (prompt, system); the report renders it side by side.
+- Held-out prompts: besides the answers, each system's loss on the reference answer
+  (`reference_nll`, `reference_tokens`): the tokens and loss train_lora scores, through
+  transformers forward passes on the same base (with the vllm backend too, before the engine
+  starts), so every system is compared on one common set no variant trained on.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from llmlab.runtime import (
     resolve_precision,
 )
 from llmlab.schemas import BASE_SYSTEM as BASE
-from llmlab.schemas import GENERATIONS_SCHEMA, HELDOUT_ANSWERS, MESSAGES_SCHEMA
+from llmlab.schemas import GENERATIONS_SCHEMA, HELDOUT_ANSWERS, HELDOUT_LOSS, MESSAGES_SCHEMA
 from llmlab.sft_data.chat import END_OF_TURN, load_tokenizer
 
 if TYPE_CHECKING:
@@ -196,6 +200,114 @@ def compare_generations(
             answers = generate_answers(model, tokenizer, prompts, gen)
         rows += answer_rows(system, prompts, answers)
     return generations_frame(rows)
+
+
+# --------------------------------------------------------------------------- reference loss
+
+
+@contextlib.contextmanager
+def fused_lm_head(model: Any) -> Iterator[None]:
+    """TRL's fused LM head on `model` (a PeftModel or a plain one) for the block: forwards
+    with `fused_lm_head=True` return per-token log-probabilities of the labels without the
+    (batch, length, vocabulary) logits, the kernel train_lora's held-out loss uses. Removed
+    afterwards, so generation runs the model's own forward."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    own = target.__dict__.get("forward")  # an instance-level forward the patch replaces
+    add_fused_lm_head(target)
+    try:
+        yield
+    finally:
+        if own is None:
+            del target.forward
+        else:
+            target.forward = own
+
+
+def reference_nll(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    references: Sequence[str],
+    batch_size: int,
+) -> list[tuple[float, int]]:
+    """Per (prompt, reference answer): the summed negative log-likelihood (nats) of the
+    answer given the prompt under `model` (its active adapter), and the number of tokens.
+
+    The tokens and the loss are train_lora's: the dialogue [user: prompt, assistant:
+    reference] through the chat template with TRL's assistant mask (the answer, `<|eot_id|>`
+    and eos; llmlab.sft_data.chat.tokenize_chats), batched by TRL's collator, scored by TRL's
+    fused LM head (llmlab.train.heldout_loss). Not cut at a variant's max_length: every
+    system is scored on the same whole answers.
+    """
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    conversations = [
+        [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+        for p, r in zip(prompts, references, strict=True)
+    ]
+    collate = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)
+    out: list[tuple[float, int]] = []
+    with fused_lm_head(model), torch.no_grad():
+        for start in range(0, len(conversations), batch_size):
+            enc = tokenizer.apply_chat_template(
+                conversations[start : start + batch_size],
+                tokenize=True,
+                return_dict=True,
+                return_assistant_tokens_mask=True,
+            )
+            examples = [
+                {
+                    "input_ids": ids,
+                    "labels": [t if m else -100 for t, m in zip(ids, mask, strict=True)],
+                }
+                for ids, mask in zip(enc["input_ids"], enc["assistant_masks"], strict=True)
+            ]
+            batch = {k: v.to(model.device) for k, v in collate(examples).items()}
+            result = model(**batch, fused_lm_head=True)
+            nll = (-result.log_probs.double() * result.label_mask).sum(1)
+            tokens = result.label_mask.sum(1)
+            out += [(float(x), int(n)) for x, n in zip(nll.tolist(), tokens.tolist(), strict=True)]
+    empty = [i for i, (_, n) in enumerate(out) if n == 0]
+    if empty:
+        raise UserError(f"held-out reference {empty[0]} has no assistant token to score")
+    return out
+
+
+def reference_losses(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    systems: Sequence[str],
+    held: pl.DataFrame,
+    batch_size: int,
+) -> pl.DataFrame:
+    """`reference_nll` of every system (base: adapters disabled) on the held-out prompts:
+    one row per (system, prompt_id), the HELDOUT_LOSS columns."""
+    prompts, references = held["prompt"].to_list(), held["reference"].to_list()
+    rows = []
+    for system in systems:
+        log.info("scoring the reference answers: %s (%d prompts)", system, held.height)
+        if system == BASE:
+            with model.disable_adapter():
+                scores = reference_nll(model, tokenizer, prompts, references, batch_size)
+        else:
+            model.set_adapter(system)
+            scores = reference_nll(model, tokenizer, prompts, references, batch_size)
+        rows += [
+            {"system": system, "prompt_id": pid, "reference_nll": nll, "reference_tokens": n}
+            for pid, (nll, n) in zip(held["prompt_id"], scores, strict=True)
+        ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "system": pl.String,
+            "prompt_id": pl.Int64,
+            "reference_nll": pl.Float64,
+            "reference_tokens": pl.Int64,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- vLLM
@@ -364,7 +476,7 @@ def run_compare_generations(
 ) -> None:
     """compare_generations: base + adapters answer the showcase prompts (`generations`) and,
     given the variants' train/eval splits, the held-out prompts (`heldout`: with the
-    reference answers, for llmlab.sft_eval)."""
+    reference answers and each system's loss on them, for llmlab.sft_eval)."""
     bind_gpus(cfg.device, 1)
     require_device(cfg.device)
     gen = cfg.sft.generation
@@ -419,12 +531,19 @@ def run_compare_generations(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     systems = [BASE, *variants]
+    served = {v: adapter_paths[v] for v in variants}
+    losses = None
     with contextlib.ExitStack() as stack:
         if gen.backend == "vllm":
             serve_dir = stack.enter_context(served_base(model_dir, runtime, dequantize))
-            generator = VllmGenerator(
-                serve_dir, {v: adapter_paths[v] for v in variants}, gen, cfg.eval.vllm, device
-            )
+            if held is not None:
+                # The reference answers' loss: transformers forward passes on the weights vLLM
+                # serves, freed before the engine measures the free GPU memory.
+                model = attach_adapters(load_base_model(serve_dir, runtime), served)
+                losses = reference_losses(model, tokenizer, systems, held, gen.batch_size)
+                del model
+                free_memory()
+            generator = VllmGenerator(serve_dir, served, gen, cfg.eval.vllm, device)
 
             def answer_all(prompts: Sequence[str] | None = None) -> pl.DataFrame:
                 return vllm_generations(generator, tokenizer, systems, prompts or gen.prompts)
@@ -434,7 +553,9 @@ def run_compare_generations(
                 if dequantize
                 else load_base_model(model_dir, runtime)
             )
-            model = attach_adapters(base, {v: adapter_paths[v] for v in variants})
+            model = attach_adapters(base, served)
+            if held is not None:
+                losses = reference_losses(model, tokenizer, systems, held, gen.batch_size)
 
             def answer_all(prompts: Sequence[str] | None = None) -> pl.DataFrame:
                 return compare_generations(model, tokenizer, systems, gen, prompts)
@@ -442,7 +563,12 @@ def run_compare_generations(
         df = answer_all()
         if held is not None:
             answers = answer_all(held["prompt"].to_list())
-            answers = answers.drop("prompt").join(held, on="prompt_id").select(HELDOUT_ANSWERS)
+            answers = (
+                answers.drop("prompt")
+                .join(held, on="prompt_id", maintain_order="left")
+                .join(losses, on=["system", "prompt_id"], maintain_order="left")
+                .select(*HELDOUT_ANSWERS, *HELDOUT_LOSS)
+            )
             write_parquet(answers, heldout)
     write_parquet(df, generations)
     unfinished = df.filter(~pl.col("finished"))

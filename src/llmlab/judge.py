@@ -3,7 +3,10 @@
 The judge reads the user's question and two answers (A, B) and its verdict is constrained to
 A, B or tie by the evaluation backends (`eval.backend`): vLLM's structured choice, or the
 label log-likelihood with transformers. Every pair is judged in both orders (position swap);
-llmlab.sft_eval turns the verdicts into win rates and the position-consistency rate.
+llmlab.sft_eval turns the verdicts into win rates and the position-consistency rate. In the
+same batch the judge compares each prompt's reference answer with a corrupted copy (the
+sanity check, `sft.judge.sanity`): a judge that cannot tell them apart, or that shares weights
+with the judged models, gets no win rate.
 """
 
 from __future__ import annotations
@@ -18,7 +21,15 @@ from llmlab.eval.prompts import Prompt
 from llmlab.gpus import bind_gpus
 from llmlab.io import write_json, write_parquet
 from llmlab.runtime import check_prepared_model, require_device
-from llmlab.sft_eval import VERDICTS, judge_requests, judge_summary, read_answers
+from llmlab.sft_eval import (
+    SANITY_PAIR,
+    VERDICTS,
+    judge_requests,
+    judge_summary,
+    read_answers,
+    sanity_requests,
+    self_judging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +68,12 @@ def run_judge_generations(
     require_device(cfg.device, gpus=cfg.eval.gpus_per_job, where="eval.vllm.tensor_parallel_size")
     check_prepared_model(model_dir)
     answers, prompts, systems = read_answers(heldout, cfg)
-    requests = judge_requests(answers, prompts, systems)
+    shared = self_judging(cfg)
+    if shared:
+        log.warning("self-judging, no win rate will be reported: %s", shared)
+    requests = pl.concat(
+        [judge_requests(answers, prompts, systems), sanity_requests(prompts, cfg.sft.judge.sanity)]
+    )
     limit = cfg.sft.judge.max_answer_chars
     batch = [
         judge_prompt(r["prompt"], r["answer_a"], r["answer_b"], limit)
@@ -73,20 +89,26 @@ def run_judge_generations(
         pl.Series("raw_output", [v.raw_output for v in verdicts], dtype=pl.String),
         pl.Series("verdict_scores", [list(v.label_scores) for v in verdicts]),
     )
-    boot = cfg.sft.heldout.bootstrap
-    summary = judge_summary(
-        judged,
-        resamples=boot.resamples,
-        seed=boot.seed,
-        min_consistency=cfg.sft.judge.min_consistency,
-    )
+    summary = judge_summary(judged, cfg.sft.judge, self_judging=shared)
     summary |= {"judge_model": cfg.sft.judge.model, "backend": backend.name, "systems": systems}
+    sanity = summary["sanity"]
+    log.info(
+        "%s: the judge preferred the reference in both orders on %d of %d prompts (%s)",
+        SANITY_PAIR,
+        sanity["preferred_reference"],
+        sanity["prompts"],
+        "passed" if sanity["passed"] else "FAILED",
+    )
     for pair in summary["pairs"]:
-        log.info(
-            "%s: win rate %.2f, position consistency %.2f",
-            pair["pair"],
-            pair["win_rate"] if pair["win_rate"] is not None else float("nan"),
-            pair["position_consistency"] or float("nan"),
-        )
+        if pair["trusted"]:
+            log.info(
+                "%s: win rate %.2f [%.2f, %.2f], position consistency %.2f",
+                pair["pair"],
+                pair["win_rate"],
+                *pair["win_rate_ci"],
+                pair["position_consistency"],
+            )
+        else:
+            log.warning("%s: judge not trusted (%s)", pair["pair"], "; ".join(pair["reasons"]))
     write_parquet(judged, judgements)
     write_json(summary, judge)

@@ -63,27 +63,52 @@ def to_json(value: Any) -> str:
 # --------------------------------------------------------------------------- conclusions
 
 
-def _significant(test: dict[str, Any] | None, alpha: float = 0.05) -> bool:
-    return bool(test) and test["mcnemar"]["p_value"] < alpha
+def level_label(level: float) -> str:
+    """A confidence level as printed: 0.95 -> "95%", 1 - 0.05/12 -> "99.6%"."""
+    text = f"{100 * level:.1f}".removesuffix(".0")
+    return f"{text}%"
 
 
-def _test_phrase(test: dict[str, Any]) -> str:
+def test_phrase(test: dict[str, Any]) -> str:
+    """A paired difference with its interval and p-value; in a family of m > 1 tests, the
+    interval is at the Bonferroni level and the p-value is the corrected one."""
     low, high = test["difference_ci"]
+    m = test.get("family_size", 1)
+    p = p_value(test["p_adjusted"] if m > 1 else test["p_value"])
+    corrected = f", Bonferroni over {m}" if m > 1 else ""
     return (
-        f"{pts(test['difference'])} (95% CI {100 * low:+.1f} to {100 * high:+.1f}; "
-        f"McNemar {p_value(test['mcnemar']['p_value'])})"
+        f"{pts(test['difference'])} ({level_label(test['level'])} CI {100 * low:+.1f} to "
+        f"{100 * high:+.1f}; McNemar {p}{corrected})"
+    )
+
+
+def family_sentence(tests: list[dict[str, Any]], what: str, gain: str, loss: str) -> str:
+    """How many tests of one Bonferroni family are significant, in which direction."""
+    m = len(tests)
+    ups = sum(bool(t["significant"]) and t["difference"] > 0 for t in tests)
+    downs = sum(bool(t["significant"]) and t["difference"] < 0 for t in tests)
+    level = level_label(tests[0]["level"]) if tests else "95%"
+    if not ups and not downs:
+        verdict = f"none of the {m} differs significantly"
+    else:
+        verdict = f"{ups} {gain} and {downs} {loss} significantly"
+    return (
+        f"{what}: {verdict} (McNemar, Bonferroni over the {m}; each interval at {level}, "
+        "excluding 0 exactly when its test rejects)"
     )
 
 
 def eval_conclusions(summary: dict[str, Any]) -> list[str]:
-    """Sentences computed from results/eval/summary.json."""
+    """Sentences computed from results/eval/summary.json. "Significantly" only ever comes
+    from a Bonferroni-corrected test of a pre-specified family; comparisons of systems picked
+    as the best on these same reviews are descriptive."""
     by_name = {s["system"]: s for s in summary["systems"]}
     out: list[str] = []
     best = by_name.get(summary.get("best_system") or "")
     if best:
         out.append(
-            f"Best system overall: `{best['system']}` with {pct(best['accuracy'])} accuracy "
-            f"(95% CI {pct(best['ci_low'])}–{pct(best['ci_high'])}) on "
+            f"Highest accuracy: `{best['system']}` with {pct(best['accuracy'])} "
+            f"(95% Wilson CI {pct(best['ci_low'])}–{pct(best['ci_high'])}) on "
             f"{summary['n_reviews']:,} validation reviews."
         )
     best_llm = by_name.get(summary.get("best_llm") or "")
@@ -93,44 +118,51 @@ def eval_conclusions(summary: dict[str, Any]) -> list[str]:
             f"({best_llm['prompts_per_second'] or 0:.1f} prompts/s, invalid outputs "
             f"{pct(best_llm['invalid_rate'])})."
         )
-    for model, by_shots in (summary.get("fewshot_effect") or {}).get("best", {}).items():
+    fewshot = summary.get("fewshot_effect") or {}
+    pairs = [p["test"] for p in fewshot.get("pairs", [])]
+    if pairs:
+        out.append(
+            family_sentence(
+                pairs,
+                "Few-shot vs zero-shot, each few-shot system against its zero-shot twin "
+                "(same model, prompt and calibration)",
+                "gain",
+                "lose",
+            )
+            + "."
+        )
+    for model, by_shots in fewshot.get("best", {}).items():
         for shots, entry in by_shots.items():
             test = (entry or {}).get("uncalibrated")
-            if not test:
-                continue
-            verdict = "a significant" if _significant(test) else "no significant"
-            direction = (
-                "gain"
-                if test["difference"] > 0
-                else "change"
-                if test["difference"] == 0
-                else "loss"
-            )
-            out.append(
-                f"Few-shot, `{model}`: the best {shots} setting vs the best zero-shot setting "
-                f"(uncalibrated) is {_test_phrase(test)}: {verdict} {direction}."
-            )
+            if test:
+                out.append(
+                    f"Few-shot, `{model}`: the best {shots} setting against the best zero-shot "
+                    f"setting (uncalibrated) is {_pts_ci(test)}; both were picked on these "
+                    "reviews, so this is descriptive."
+                )
     test = summary.get("llm_vs_baseline")
     if test:
-        better = "better" if test["difference"] > 0 else "worse"
-        verdict = "significantly" if _significant(test) else "not significantly"
         out.append(
-            f"LLM vs baselines: the best LLM setting (`{test['a']}`) is {verdict} {better} than "
-            f"the best baseline (`{test['b']}`): {_test_phrase(test)}."
+            f"LLM vs baselines: the best LLM setting (`{test['a']}`) against the best baseline "
+            f"(`{test['b']}`) is {_pts_ci(test)}; both were picked on these reviews, so this "
+            "is descriptive."
         )
     gains = summary.get("calibration_gains") or []
     if gains:
-        top = max(gains, key=lambda g: g["gain"])
-        worst = min(gains, key=lambda g: g["gain"])
         out.append(
-            f"Calibration: {sum(g['gain'] > 0 for g in gains)} of {len(gains)} calibrated "
-            f"systems beat their uncalibrated twin; the largest gain is {pts(top['gain'])} "
-            f"(`{top['system']}`, predicted-positive rate "
-            f"{pct(top['predicted_positive_rate_uncalibrated'])} → "
-            f"{pct(top['predicted_positive_rate_calibrated'])}, "
-            f"McNemar {p_value(top['mcnemar']['p_value'])}); the largest loss is "
-            f"{pts(worst['gain'])} (`{worst['system']}`)."
+            family_sentence(
+                [g["test"] for g in gains],
+                "Calibration, each calibrated system against its uncalibrated twin (both "
+                "read as the argmax of their label scores)",
+                "gain",
+                "lose",
+            )
+            + f"; gains range from {pts(min(g['gain'] for g in gains))} to "
+            f"{pts(max(g['gain'] for g in gains))}."
         )
+    bias = label_bias_sentence(summary.get("label_bias"))
+    if bias:
+        out.append(bias)
     quality = calibration_quality_sentence(summary.get("calibration_quality"))
     if quality:
         out.append(quality)
@@ -139,12 +171,41 @@ def eval_conclusions(summary: dict[str, Any]) -> list[str]:
         out.append(draws)
     sens = summary.get("sensitivity")
     if sens:
-        text = f"Prompt sensitivity: {sens['conclusion']}"
-        if sens.get("comparisons"):
-            comparisons = "; ".join(sens["comparisons"])
-            text += f" So {comparisons}."
-        out.append(text)
+        out.append(f"Prompt sensitivity: {sens['conclusion']}")
     return out
+
+
+def _pts_ci(test: dict[str, Any]) -> str:
+    low, high = test["difference_ci"]
+    return f"{pts(test['difference'])} (95% CI {100 * low:+.1f} to {100 * high:+.1f})"
+
+
+def label_bias_sentence(bias: dict[str, Any] | None) -> str | None:
+    """Do the uncalibrated LLM systems prefer one label, whatever the review says?"""
+    if not bias or not bias["systems"]:
+        return None
+    rows = bias["systems"]
+    m = bias["family_size"]
+    rates = [r["difference"] + r["gold_positive_rate"] for r in rows]
+    gold = rows[0]["gold_positive_rate"]
+    towards = bias["towards_positive"]
+    away = bias["biased"] - towards
+    positive = bias["positive"]
+    if bias["biased"]:
+        verdict = (
+            f"{towards} of the {m} uncalibrated LLM systems predict `{positive}` significantly "
+            f"more often than the reviews carry it and {away} significantly less often"
+        )
+    else:
+        verdict = (
+            f"none of the {m} uncalibrated LLM systems predicts `{positive}` significantly more "
+            "or less often than the reviews carry it"
+        )
+    return (
+        f"Label preference: {verdict} (predicted minus actual share of `{positive}` on the "
+        f"same reviews, McNemar, Bonferroni over the {m}); their predicted-{positive} rates "
+        f"range from {pct(min(rates))} to {pct(max(rates))}, against {pct(gold)} of the reviews."
+    )
 
 
 def _score(x: float) -> str:
@@ -155,30 +216,41 @@ def _score_ci(ci: list[float]) -> str:
     return f"{ci[0]:.3f}–{ci[1]:.3f}"
 
 
+def _level(level: float) -> str:
+    """A confidence level as a percentage: 0.95 -> "95%", 1 - 0.05/12 -> "99.58%"."""
+    return f"{100 * level:.2f}".rstrip("0").rstrip(".") + "%"
+
+
 def calibration_quality_sentence(q: dict[str, Any] | None) -> str | None:
-    """Does calibration lower the ECE of the best LLM setting (paired CI of the change)?"""
+    """Does calibration change the calibration error of the best LLM setting? The verdict is
+    the paired, Bonferroni-corrected CI of the change in debiased squared calibration error
+    (summary `calibration_quality`): "lowers"/"raises" only when it excludes 0."""
     if not q:
         return None
-    change, (low, high) = q["ece_width_change"], q["ece_width_change_ci"]
+    change, (low, high) = q["ce_squared_change"], q["ce_squared_change_ci"]
+    method, m = q["calibration"], q["family_size"]
     if high < 0 or low > 0:
-        verdict = "lowers" if high < 0 else "raises"
-        strength = "the paired CI excludes 0"
+        verdict = (
+            f"the CI excludes 0, so {method} calibration "
+            f"{'lowers' if high < 0 else 'raises'} the calibration error"
+        )
     else:
-        verdict = "lowers" if change < 0 else "raises" if change > 0 else "does not change"
-        strength = "not distinguishable from no change on these reviews (the CI includes 0)"
+        verdict = "the CI includes 0: not distinguishable from no change on these reviews"
+    family = f", Bonferroni over {m} calibration changes" if m > 1 else ""
     setting = q["uncalibrated_system"].removesuffix("/none")
-    ci_before = _score_ci(q["ece_width_uncalibrated_ci"])
-    before = f"{_score(q['ece_width_uncalibrated'])} (95% CI {ci_before})"
-    after = f"{_score(q['ece_width_calibrated'])} ({_score_ci(q['ece_width_calibrated_ci'])})"
+    before = f"{_score(q['ce_l2_uncalibrated'])} (95% CI {_score_ci(q['ce_l2_uncalibrated_ci'])})"
+    after = f"{_score(q['ce_l2_calibrated'])} (95% CI {_score_ci(q['ce_l2_calibrated_ci'])})"
     return (
-        f"Calibration quality: {q['calibration']} calibration {verdict} the expected "
-        f"calibration error (10 equal-width bins) of the best LLM setting (`{setting}`) from "
-        f"{before} to {after}, a change of {change:+.3f} (paired 95% CI {low:+.3f} to "
-        f"{high:+.3f}): {strength}; Brier {q['brier_uncalibrated']:.3f} → "
-        f"{q['brier_calibrated']:.3f}, log loss {q['log_loss_uncalibrated']:.3f} → "
-        f"{q['log_loss_calibrated']:.3f}. Over all {q['systems_compared']} "
-        f"{q['calibration']}-calibrated systems, {q['systems_lower_ece']} lower their ECE "
-        f"({q['systems_lower_ece_significant']} with a CI below 0)."
+        f"Calibration quality: for the best LLM setting (`{setting}`), the debiased L2 "
+        f"calibration error of {q['view']} (Kumar et al. 2019; {q['bins']} equal-width bins) "
+        f"is {before} uncalibrated and {after} with {method} calibration; the change in "
+        f"squared calibration error is {change:+.4f} (paired {_level(q['ce_level'])} CI "
+        f"{low:+.4f} to {high:+.4f}{family}): {verdict}. Brier {q['brier_uncalibrated']:.3f} "
+        f"→ {q['brier_calibrated']:.3f}, log loss {q['log_loss_uncalibrated']:.3f} → "
+        f"{q['log_loss_calibrated']:.3f}. Over all {q['systems_compared']} {method}-calibrated "
+        f"systems, {q['systems_lower_ce']} have a lower estimate (descriptive); "
+        f"{q['systems_lower_ce_significant']} are significantly lower and "
+        f"{q['systems_higher_ce_significant']} significantly higher (the same corrected CIs)."
     )
 
 
@@ -192,25 +264,97 @@ def draw_sentence(spread: dict[str, Any] | None) -> str | None:
             "over draws was not measured."
         )
     n = spread["multi_draw_settings"]
-    exceeds = spread["range_exceeds_ci"]
+    sig = spread["draw_effect_significant"]
     verdict = (
-        "within the single-draw CI in every setting"
-        if exceeds == 0
-        else f"wider than the single-draw CI in {exceeds} of {n} settings: one draw "
+        f"the draw changes accuracy significantly in {sig} of {n} settings: there, one draw "
         "understates the uncertainty of a few-shot result"
+        if sig
+        else f"in none of the {n} settings does the draw change accuracy significantly"
     )
     return (
         f"Few-shot draws: over {spread['draws']} draws of each fixed example set, accuracy "
         f"has a standard deviation of {100 * spread['mean_sd']:.1f} pts on average over {n} "
         f"settings (largest min–max range {100 * spread['max_range']:.1f} pts, "
-        f"`{spread['max_range_system']}`), against a mean single-draw 95% CI width of "
-        f"{100 * spread['mean_ci_width']:.1f} pts; the range over draws is {verdict}."
+        f"`{spread['max_range_system']}`; mean single-draw 95% CI width "
+        f"{100 * spread['mean_ci_width']:.1f} pts); {verdict} (Cochran's Q over the draws on "
+        f"the same reviews, Bonferroni over the {n})."
     )
 
 
+def split_sentence(split: dict[str, Any]) -> str:
+    """How many train rows split_imdb dropped as twins of scored reviews (data/imdb/split.json)."""
+    dropped, scored = split["dropped_train_rows"], split["val_rows"]
+    twins = len(split["scored_reviews_with_a_train_twin"])
+    if dropped == 0:
+        return (
+            f"No train review has the normalized text of one of the {scored:,} scored reviews, "
+            f"so all {split['train_rows']:,} train rows are used."
+        )
+    rows = "row" if dropped == 1 else "rows"
+    have = "has" if twins == 1 else "have"
+    return (
+        f"{dropped:,} train {rows} whose normalized text equals a scored review's ({twins:,} of "
+        f"the {scored:,} scored reviews {have} such a twin) were dropped before any example, "
+        f"threshold or baseline training row was drawn: {split['train_rows_kept']:,} of the "
+        f"{split['train_rows']:,} train rows remain."
+    )
+
+
+def _system_name(system: str) -> str:
+    return "the base model" if system == BASE_SYSTEM else f"`{system}`"
+
+
+def heldout_loss_sentence(h: dict[str, Any]) -> str:
+    """The SFT loss conclusion from format_metrics' `heldout_loss` (llmlab.sft_eval): every
+    system on one common held-out set, each pair's paired difference with its corrected
+    interval; "lower"/"higher" only where that interval excludes 0."""
+    losses = {s: m["mean_loss"] for s, m in h["systems"].items()}
+    text = (
+        f"SFT loss on one common held-out set ({h['prompts']:,} prompts no variant trained "
+        "on; mean per-token loss of their reference answers, nats): "
+        + ", ".join(f"{_system_name(s)} {loss:.3f}" for s, loss in losses.items())
+        + "."
+    )
+    lowest = h["lowest"]
+    against = [p for p in h["pairs"] if lowest in (p["first"], p["second"])]
+    below = [p["significant"] and (p["difference"] < 0) == (p["first"] == lowest) for p in against]
+    name = _system_name(lowest)
+    if against and all(below):
+        text += f" {name[0].upper() + name[1:]} has the lowest loss, below every other system's."
+    elif against:
+        unshown = [
+            _system_name(p["second"] if p["first"] == lowest else p["first"]) + "'s"
+            for p, ok in zip(against, below, strict=True)
+            if not ok
+        ]
+        text += f" The lowest is {name}'s, but it is not shown below {' or '.join(unshown)}."
+    if h["pairs"]:
+        parts = []
+        for p in h["pairs"]:
+            low, high = p["difference_ci"]
+            verdict = "no difference shown"
+            if p["significant"]:
+                verdict = _system_name(p["first"])
+                verdict += " lower" if p["difference"] < 0 else " higher"
+            parts.append(
+                f"{_system_name(p['first'])} − {_system_name(p['second'])} "
+                f"{p['difference']:+.3f} [{low:+.3f}, {high:+.3f}] ({verdict})"
+            )
+        text += (
+            f" Paired differences over prompts, {100 * h['level']:.1f}% intervals "
+            f"(paired t, Bonferroni over {h['family_size']} pairs): " + "; ".join(parts) + "."
+        )
+    return text
+
+
 def sft_conclusions(
-    sft_metrics: dict[str, dict[str, Any]], funnels: dict[str, dict[str, Any]]
+    sft_metrics: dict[str, dict[str, Any]],
+    funnels: dict[str, dict[str, Any]],
+    heldout_loss: dict[str, Any] | None = None,
 ) -> list[str]:
+    """The SFT conclusions: each variant's data funnel, and the systems' losses compared on
+    one common held-out set (`heldout_loss`, format_metrics'). train_lora's eval_loss is on
+    each variant's own eval split (other filters, other dialogues): it ranks nothing."""
     out: list[str] = []
     for variant, funnel in funnels.items():
         steps = funnel["steps"]
@@ -226,25 +370,19 @@ def sft_conclusions(
         if biggest:
             text += f"; the strictest step is `{biggest['step']}` (−{biggest['removed']:,} rows)"
         out.append(text + ".")
+    if heldout_loss:
+        out.append(heldout_loss_sentence(heldout_loss))
+        return out
     losses = {
         v: m.get("eval_loss") for v, m in sft_metrics.items() if m.get("eval_loss") is not None
     }
     if losses:
-        best = min(losses, key=losses.get)
-        base = next(
-            (m.get("base_eval_loss") for m in sft_metrics.values() if m.get("base_eval_loss")),
-            None,
+        out.append(
+            "SFT: train_lora's loss of each variant on its own eval split (the splits passed "
+            "different filters, so these do not rank the variants): "
+            + ", ".join(f"`{v}` {loss:.3f}" for v, loss in losses.items())
+            + "."
         )
-        text = (
-            f"SFT: variant `{best}` has the lowest held-out loss ({losses[best]:.3f}, "
-            f"perplexity {sft_metrics[best].get('perplexity', float('nan')):.2f})"
-        )
-        others = [f"`{v}` {loss:.3f}" for v, loss in losses.items() if v != best]
-        if others:
-            text += "; " + ", ".join(others)
-        if base is not None:
-            text += f"; the base model without an adapter has {base:.3f}"
-        out.append(text + ".")
     return out
 
 
@@ -377,6 +515,7 @@ def build_context(
         },
         "imdb": read_json(inputs["imdb_stats"]),
         "imdb_figures": figure_links(inputs["imdb_figures"], report_dir),
+        "split_sentence": split_sentence(read_json(inputs["imdb_split"])),
         "saiga": read_json(inputs["saiga_stats"]),
         "saiga_figures": figure_links(inputs["saiga_figures"], report_dir),
         "eval": summary,
@@ -386,6 +525,7 @@ def build_context(
             name: rel(Path(inputs["eval_figures"]) / file) for name, file in summary_fig.items()
         },
         "eval_conclusions": eval_conclusions(summary),
+        "label_bias_sentence": label_bias_sentence(summary.get("label_bias")),
         "funnels": funnels,
         "funnel_figures": {
             v: rel(p)
@@ -400,7 +540,9 @@ def build_context(
             v: rel(p)
             for v, p in per_variant_files(inputs["loss_curves"], variants, "loss-curves").items()
         },
-        "sft_conclusions": sft_conclusions(sft_metrics, funnels),
+        "sft_conclusions": sft_conclusions(
+            sft_metrics, funnels, read_json(inputs["format_metrics"]).get("heldout_loss")
+        ),
         "format_metrics": read_json(inputs["format_metrics"]),
         "judge": read_json(inputs["judge"]),
         "merges": by_variant(inputs["merges"], variants),

@@ -210,6 +210,9 @@ HELDOUT_ANSWERS: tuple[str, ...] = (
     "new_tokens",
     "finished",
 )
+# ...and the loss of the reference answer under each system, per (system, prompt): summed
+# negative log-likelihood (nats) of its assistant tokens given the prompt, and their number.
+HELDOUT_LOSS: tuple[str, ...] = ("reference_nll", "reference_tokens")
 
 # Keys every train_lora metrics.json has (it holds more: see llmlab.train.run_train_lora).
 TRAIN_METRICS_KEYS: tuple[str, ...] = ("variant", "eval_loss", "perplexity")

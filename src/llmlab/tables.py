@@ -94,6 +94,16 @@ def _diff_ci(value: float, ci: Sequence[float]) -> str:
     return with_ci(pts(value), pts(ci[0]), pts(ci[1]))
 
 
+def _level(level: float) -> str:
+    return f"{100 * level:.1f}".removesuffix(".0") + "%"
+
+
+def _verdict(test: Mapping[str, Any]) -> str:
+    """A corrected p-value, in bold when significant."""
+    text = p_value(test["p_adjusted"])
+    return f"**{text}**" if test["significant"] else text
+
+
 def eval_tables(summary: Mapping[str, Any]) -> str:
     """All systems, calibration gains and paired tests of results/eval/summary.json."""
     n = summary["n_reviews"]
@@ -116,7 +126,7 @@ def eval_tables(summary: Mapping[str, Any]) -> str:
     headers = ["Model", "Prompt", "Shots", "Strategy", "Backend", "Calibration"]
     headers += ["Accuracy [95% CI]", "Macro-F1", "Pred. positive", "Invalid", "Prompts/s"]
     parts = [
-        f"### All systems ({n} validation reviews; 95% bootstrap CI)",
+        f"### All systems ({n} validation reviews; 95% Wilson CI)",
         "",
         markdown_table(headers, systems, numeric=range(6, 11)),
     ]
@@ -134,17 +144,49 @@ def eval_tables(summary: Mapping[str, Any]) -> str:
                 _diff_ci(g["gain"], g["gain_ci"]),
                 f"{pct(g['predicted_positive_rate_uncalibrated'])} → "
                 f"{pct(g['predicted_positive_rate_calibrated'])}",
-                p_value(g["mcnemar"]["p_value"]),
+                _verdict(g["test"]),
             ]
             for g in gains
         ]
+        level = _level(gains[0]["test"]["level"])
         headers = ["Model", "Prompt", "Shots", "Strategy", "Calibration", "Accuracy uncal."]
-        headers += ["Accuracy cal.", "Gain [95% CI]", "Pred. positive uncal. → cal.", "McNemar"]
+        headers += ["Accuracy cal.", f"Gain [{level} CI]", "Pred. positive uncal. → cal."]
+        headers += ["McNemar p (corrected)"]
         parts += [
             "",
             "### Calibration (the same system, uncalibrated vs calibrated)",
             "",
+            f"Both read as the argmax of their label scores; Bonferroni over the {len(gains)} "
+            f"pairs: intervals at {level}, p-values multiplied by {len(gains)}.",
+            "",
             markdown_table(headers, rows, numeric=range(5, 10)),
+        ]
+    pairs = summary["fewshot_effect"].get("pairs", [])
+    if pairs:
+        rows = [
+            [
+                p["model"],
+                p["prompt"],
+                f"{p['shots']} {p['strategy']}",
+                p["calibration"],
+                pct(p["accuracy_zero_shot"]),
+                pct(p["accuracy_few_shot"]),
+                _diff_ci(p["difference"], p["difference_ci"]),
+                _verdict(p["test"]),
+            ]
+            for p in pairs
+        ]
+        level = _level(pairs[0]["test"]["level"])
+        headers = ["Model", "Prompt", "Few-shot", "Calibration", "Accuracy 0-shot"]
+        headers += ["Accuracy few-shot", f"Difference [{level} CI]", "McNemar p (corrected)"]
+        parts += [
+            "",
+            "### Few-shot vs zero-shot (the same prompt and calibration)",
+            "",
+            f"Bonferroni over the {len(pairs)} pairs: intervals at {level}, p-values "
+            f"multiplied by {len(pairs)}.",
+            "",
+            markdown_table(headers, rows, numeric=range(4, 8)),
         ]
     tests = []
     for model, by_shots in summary["fewshot_effect"]["best"].items():
@@ -161,15 +203,18 @@ def eval_tables(summary: Mapping[str, Any]) -> str:
                 t["a"],
                 t["b"],
                 _diff_ci(t["difference"], t["difference_ci"]),
-                f"{t['mcnemar']['only_a']} / {t['mcnemar']['only_b']}",
-                f"{p_value(t['mcnemar']['p_value'])} ({t['mcnemar']['method']})",
+                f"{t['only_a']} / {t['only_b']}",
+                p_value(t["p_value"]),
             ]
             for name, t in tests
         ]
         headers = ["Comparison", "A", "B", "Difference [95% CI]", "A only / B only", "McNemar"]
         parts += [
             "",
-            "### Paired tests (accuracy difference A − B)",
+            "### Best against best (accuracy difference A − B; descriptive)",
+            "",
+            "A and B were picked as the best on these same reviews, which favours them: the "
+            "intervals and p-values ignore that selection and are not read as tests.",
             "",
             markdown_table(headers, rows, numeric=(3, 4)),
         ]
@@ -194,57 +239,71 @@ def _fixed(x: float | None, digits: int = 3) -> str:
 
 
 def probability_tables(summary: Mapping[str, Any]) -> str:
-    """ECE / Brier / log loss per system and their change under calibration (summary
-    `probability`)."""
+    """Calibration error / Brier / log loss per system and their change under calibration
+    (summary `probability`)."""
     prob = summary.get("probability")
     if not prob:
         return ""
     view, bins = prob["view"], prob["bins"]
+
+    def ci(s: Mapping[str, Any], key: str) -> str:
+        low, high = s[f"{key}_ci"]
+        return with_ci(_fixed(s[key]), _fixed(low), _fixed(high))
+
     rows = [
         [
             md_cell(s["system"]),
             s["calibration"],
-            with_ci(
-                _fixed(s["ece_width"]), _fixed(s["ece_width_ci"][0]), _fixed(s["ece_width_ci"][1])
-            ),
-            with_ci(
-                _fixed(s["ece_mass"]), _fixed(s["ece_mass_ci"][0]), _fixed(s["ece_mass_ci"][1])
-            ),
-            with_ci(_fixed(s["brier"]), _fixed(s["brier_ci"][0]), _fixed(s["brier_ci"][1])),
-            with_ci(
-                _fixed(s["log_loss"]), _fixed(s["log_loss_ci"][0]), _fixed(s["log_loss_ci"][1])
-            ),
+            ci(s, "ce_l2"),
+            _fixed(s["ece_plugin"]),
+            ci(s, "brier"),
+            ci(s, "log_loss"),
         ]
         for s in prob["systems"]
     ]
-    headers = ["System", "Calibration", f"ECE, {bins} equal-width bins", "ECE, equal-mass"]
+    headers = ["System", "Calibration", "L2 calibration error, debiased", "Plug-in ECE (no CI)"]
     headers += ["Brier", "Log loss (nats)"]
     parts = [
-        f"### Probability quality ({view}; 95% bootstrap CI; lower is better)",
+        f"### Probability quality ({view}; {bins} equal-width bins; 95% CI; lower is better)",
+        "",
+        "L2 calibration error: the square root of Kumar et al.'s (2019) debiased squared "
+        "calibration error, with a bias-corrected bootstrap CI. Plug-in ECE: the classic "
+        "binned mean |gap| on the same bins, biased upward on few reviews per bin.",
         "",
         markdown_table(headers, rows, numeric=range(2, 6)),
     ]
     changes = prob.get("calibration_changes") or []
     if changes:
+        level = changes[0]["ce_level"]
         rows = [
             [
                 md_cell(c["uncalibrated_system"]),
                 c["calibration"],
-                f"{_fixed(c['ece_width_uncalibrated'])} → {_fixed(c['ece_width_calibrated'])}",
-                _change_ci(c["ece_width_change"], c["ece_width_change_ci"]),
-                _change_ci(c["ece_mass_change"], c["ece_mass_change_ci"]),
+                f"{_fixed(c['ce_l2_uncalibrated'])} → {_fixed(c['ce_l2_calibrated'])}",
+                _change_ci(c["ce_squared_change"], c["ce_squared_change_ci"], 4),
                 _change_ci(c["brier_change"], c["brier_change_ci"]),
                 _change_ci(c["log_loss_change"], c["log_loss_change_ci"]),
             ]
             for c in changes
         ]
-        headers = ["Uncalibrated system", "Calibration", "ECE (width) uncal. → cal."]
-        headers += ["Δ ECE width [95% CI]", "Δ ECE mass", "Δ Brier", "Δ log loss"]
+        pct_level = f"{100 * level:.2f}".rstrip("0").rstrip(".")
+        headers = ["Uncalibrated system", "Calibration", "L2 cal. error uncal. → cal."]
+        headers += [f"Δ squared cal. error [{pct_level}% CI]", "Δ Brier [95% CI]"]
+        headers += ["Δ log loss [95% CI]"]
+        method = "paired bootstrap, bias-corrected percentile"
+        family = (
+            f" The Δ squared calibration error CIs ({method}) are Bonferroni-corrected over "
+            f"these {len(changes)} changes (level 1 − 0.05/{len(changes)})."
+            if len(changes) > 1
+            else f" The Δ squared calibration error CI: {method}."
+        )
         parts += [
             "",
             "### Probability quality under calibration (calibrated − uncalibrated, paired)",
             "",
-            markdown_table(headers, rows, numeric=range(2, 7)),
+            "Negative is better." + family,
+            "",
+            markdown_table(headers, rows, numeric=range(2, 6)),
         ]
     return "\n".join(parts) + "\n"
 
@@ -269,17 +328,19 @@ def draws_table(summary: Mapping[str, Any]) -> str:
             pts(r["range"]).removeprefix("+"),
             _ci(r["accuracy_draw0"], (r["ci_low"], r["ci_high"])),
             pts(r["ci_width"]).removeprefix("+"),
+            _verdict(r) if "p_adjusted" in r else DASH,
         ]
         for r in spread["settings"]
     ]
     headers = ["Model", "Prompt", "Shots", "Strategy", "Calibration", "Draws", "Mean accuracy"]
     headers += ["SD", "Min – max", "Range", "Draw 0 [95% CI]", "CI width"]
+    headers += ["Cochran's Q p (corrected)"]
     k = spread["draws"]
     title = (
         f"### Variance over few-shot draws ({k} draw{'s' if k != 1 else ''} of each fixed "
         "example set; draw 0 is the system of the tables above)"
     )
-    return "\n".join([title, "", markdown_table(headers, rows, numeric=range(5, 12))]) + "\n"
+    return "\n".join([title, "", markdown_table(headers, rows, numeric=range(5, 13))]) + "\n"
 
 
 def sensitivity_table(summary: Mapping[str, Any]) -> str:
@@ -312,6 +373,7 @@ def sensitivity_table(summary: Mapping[str, Any]) -> str:
             pts(f["spread"]).removeprefix("+") if f["spread"] is not None else DASH,
             f["groups"],
             f["levels"],
+            f"{f['significant']} of {f['tests']}",
         ]
         for f in sens["factors"]
     ]
@@ -321,17 +383,18 @@ def sensitivity_table(summary: Mapping[str, Any]) -> str:
         markdown_table(headers, rows, numeric=range(3, 11)),
         "",
         "Spread per choice: the mean, over otherwise equal settings, of the accuracy range "
-        "across that choice's options.",
+        "across that choice's options (descriptive: the range of k options grows with k by "
+        "chance alone). Significant: settings whose options differ in accuracy by Cochran's "
+        f"Q on the same reviews, Bonferroni over all {len(sens['tests'])} tests.",
         "",
         markdown_table(
-            ["Choice", "Mean spread", "Settings compared", "Options"], factor_rows, (1, 2, 3)
+            ["Choice", "Mean spread", "Settings compared", "Options", "Significant"],
+            factor_rows,
+            (1, 2, 3, 4),
         ),
         "",
         f"Conclusion: {sens['conclusion']}",
     ]
-    if sens.get("comparisons"):
-        text = "; ".join(sens["comparisons"])
-        parts.append(f"On these reviews {text}.")
     return "\n".join(parts) + "\n"
 
 
@@ -457,9 +520,9 @@ def generations_table(df: pl.DataFrame, systems: Sequence[str], gen: GenerationC
 
 
 def loss_table(metrics: Sequence[Mapping[str, Any]]) -> str:
-    """Held-out loss and perplexity per variant (results/sft/<variant>/metrics.json), with the
-    base model on the same tokens."""
-    headers = ["variant", "held-out loss", "perplexity", "base loss", "base perplexity"]
+    """train_lora's held-out loss and perplexity per variant, on the variant's own eval split
+    (results/sft/<variant>/metrics.json), with the base model on the same tokens."""
+    headers = ["variant", "loss (own eval split)", "perplexity", "base loss", "base perplexity"]
     headers += ["eval tokens", "steps", "LoRA r / alpha", "learning rate", "trainable params"]
     headers += ["train time (s)"]
     rows = []
@@ -481,8 +544,9 @@ def loss_table(metrics: Sequence[Mapping[str, Any]]) -> str:
             ]
         )
     note = (
-        "Loss: mean cross-entropy (nats) over every assistant token of the variant's eval "
-        "split; base: the same model without the adapter on the same tokens. Variants may "
-        "have different eval splits (their data filters differ)."
+        "Loss: mean cross-entropy (nats) over every assistant token of the variant's own eval "
+        "split; base: the same model without the adapter on the same tokens. The variants' "
+        "eval splits differ (their data filters differ), so this column does not rank them: "
+        "the common held-out set below does."
     )
     return markdown_table(headers, rows, numeric=range(1, 11)) + "\n\n" + note + "\n"

@@ -99,12 +99,7 @@ def predictions_frame(
 
 def score_predictions(predictions: pl.DataFrame, cfg: Config) -> dict[str, Any]:
     """The metrics of one baseline, computed exactly as for the LLMs."""
-    return system_metrics(
-        predictions,
-        cfg.eval.labels,
-        resamples=cfg.eval.bootstrap.resamples,
-        seed=cfg.eval.bootstrap.seed,
-    )
+    return system_metrics(predictions, cfg.eval.labels)
 
 
 def metrics_document(

@@ -3,7 +3,8 @@
 - spread over few-shot draws: how much one setting's accuracy moves when only the in-context
   examples are redrawn;
 - prompt sensitivity: accuracy spread across prompts x strategies x draws per (model, shots,
-  calibration), and which choice (prompt, model, calibration) moves accuracy most;
+  calibration), and which choices (prompt, model, calibration) change accuracy beyond
+  sampling noise (Cochran's Q on the same reviews, Bonferroni over every test);
 - error analysis: accuracy by review length and by truncation, the reviews most systems get
   wrong, and Cohen's kappa between systems.
 
@@ -22,7 +23,8 @@ import numpy as np
 import polars as pl
 
 from llmlab.errors import UserError
-from llmlab.eval.metrics import INVALID, bootstrap_ci
+from llmlab.eval.metrics import INVALID
+from llmlab.stats import ALPHA, bonferroni, cochran_q, wilson_ci
 
 # The columns that identify a system's setting (the `system` id is built from them).
 SETTING_KEYS = ("model", "prompt", "shots", "strategy", "backend", "calibration")
@@ -141,85 +143,143 @@ def factor_spread(
     return {"factor": factor, "spread": spread, "groups": grouped.height, "levels": levels}
 
 
-def _pp(x: float) -> str:
-    return f"{100 * x:.1f} percentage points"
+def factor_tests(
+    predictions: pl.DataFrame,
+    factor: str,
+    *,
+    keys: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Does `factor` change accuracy? One Cochran's Q test per group of otherwise equal
+    settings (every other key fixed) that has at least two of the factor's levels: are the
+    levels' accuracies equal on the same reviews? (Q generalizes McNemar to k systems.)
+
+    `predictions`: review-level rows (system, review_id, valid, prediction, gold and the
+    `keys` columns). Returns per group: factor, group (the other keys' values), levels,
+    n (reviews), accuracies {level: accuracy}, range, statistic, df, p_value.
+    """
+    others = [k for k in keys if k != factor and k in predictions.columns]
+    if factor not in predictions.columns:
+        return []
+    rows = predictions.select(*others, factor, "review_id", correct=_CORRECT)
+    groups = rows.group_by(others, maintain_order=True) if others else [((), rows)]
+    out = []
+    for values, group in groups:
+        levels = sorted(group[factor].unique().to_list(), key=str)
+        if len(levels) < 2:
+            continue
+        wide = group.pivot(on=factor, index="review_id", values="correct", aggregate_function=None)
+        names = [str(v) for v in levels]
+        wide = wide.drop_nulls().sort("review_id")
+        matrix = wide.select(names).to_numpy().astype(np.float64)
+        test = cochran_q(matrix)
+        acc = dict(zip(names, matrix.mean(axis=0).tolist(), strict=True))
+        out.append(
+            {
+                "factor": factor,
+                "group": dict(zip(others, values, strict=True)),
+                "levels": len(levels),
+                "n": int(matrix.shape[0]),
+                "accuracies": acc,
+                "range": float(max(acc.values()) - min(acc.values())),
+                "statistic": test["statistic"],
+                "df": test["df"],
+                "p_value": test["p_value"],
+            }
+        )
+    return out
 
 
-def sensitivity_conclusion(spreads: Sequence[dict[str, Any]], *, dominance: float = 1.5) -> str:
-    """One sentence from `factor_spread` results: the factor whose spread is at least
-    `dominance` times every other one "dominates"; otherwise none does."""
-    measured = sorted(
-        (s for s in spreads if s["spread"] is not None), key=lambda s: -s["spread"]
-    )  # sorted() is stable: equal spreads keep the order of `spreads`
+def factor_effects(
+    predictions: pl.DataFrame,
+    factors: Sequence[str],
+    *,
+    keys: Sequence[str],
+    alpha: float = ALPHA,
+) -> list[dict[str, Any]]:
+    """`factor_tests` of every factor, Bonferroni-corrected over all of their tests together
+    (one family: any "this choice changes accuracy" claim is then wrong with probability at
+    most `alpha` when no choice changes anything). Adds p_adjusted and significant."""
+    tests = [t for f in factors for t in factor_tests(predictions, f, keys=keys)]
+    return [
+        t | adj
+        for t, adj in zip(tests, bonferroni([t["p_value"] for t in tests], alpha), strict=True)
+    ]
+
+
+def sensitivity_conclusion(
+    spreads: Sequence[dict[str, Any]], tests: Sequence[dict[str, Any]], *, alpha: float = ALPHA
+) -> str:
+    """One sentence from `factor_spread` results and the corrected `factor_effects` tests.
+
+    A choice is said to change accuracy only where its corrected test rejects; the mean
+    spreads are printed as descriptions and never ranked against each other: the range of k
+    noisy accuracies grows with k (about 1.13, 1.69, 2.06 standard errors for k = 2, 3, 4
+    with no effect at all), so a larger spread is no evidence of a larger effect.
+    """
+    measured = [s for s in spreads if s["spread"] is not None]
     unmeasured = [
         FACTOR_NAMES.get(s["factor"], s["factor"]) for s in spreads if s["spread"] is None
     ]
     note = f" ({' and '.join(unmeasured)} not varied)" if unmeasured else ""
-    if not measured:
+    if not measured or not tests:
         return "No factor was varied on otherwise equal settings; no sensitivity can be measured."
-
-    def across(s: dict[str, Any]) -> str:
-        return f"{_pp(s['spread'])} across {FACTOR_NAMES.get(s['factor'], s['factor'])}"
-
-    top = measured[0]
-    if len(measured) == 1:
-        return (
-            f"Only the {top['factor']} choice could be compared: accuracy moves by "
-            f"{across(top)} on average{note}."
+    m = len(tests)
+    parts = []
+    for s in measured:
+        mine = [t for t in tests if t["factor"] == s["factor"]]
+        sig = sum(t["significant"] for t in mine)
+        parts.append(
+            f"{FACTOR_NAMES.get(s['factor'], s['factor'])} {sig} of {len(mine)} "
+            f"(mean range {100 * s['spread']:.1f} pts)"
         )
-    if top["spread"] == 0:
-        return f"No choice moves accuracy: every spread is 0{note}."
-    rest = measured[1:]
-    if top["spread"] >= dominance * rest[0]["spread"]:
+    method = (
+        f"Cochran's Q per group of otherwise equal settings, Bonferroni over all {m} tests at "
+        f"α = {alpha:g}"
+    )
+    if not any(t["significant"] for t in tests):
         return (
-            f"The {top['factor']} choice dominates: accuracy moves by {across(top)} on average, "
-            f"against {' and '.join(across(s) for s in rest)}{note}."
+            f"No choice changes accuracy detectably on these reviews: significant differences "
+            f"in {', '.join(parts)} ({method}); the ranges are within sampling noise and are "
+            f"not ranked, since the range of more options is wider by chance alone{note}."
         )
     return (
-        f"No single choice dominates (the largest spread is under {dominance:g}x the next): "
-        f"{', '.join(across(s) for s in measured)}{note}."
+        f"Settings whose accuracy differs significantly across the options of one choice: "
+        f"{', '.join(parts)} ({method}); the ranges are descriptive and not ranked against "
+        f"each other, since the range of more options is wider by chance alone{note}."
     )
 
 
-def dominant_factor(spreads: Sequence[dict[str, Any]], *, dominance: float = 1.5) -> str | None:
-    """The factor `sensitivity_conclusion` says dominates, or None."""
-    measured = sorted((s for s in spreads if s["spread"] is not None), key=lambda s: -s["spread"])
-    if len(measured) < 2 or measured[0]["spread"] == 0:
-        return None
-    ok = measured[0]["spread"] >= dominance * measured[1]["spread"]
-    return measured[0]["factor"] if ok else None
-
-
 def prompt_sensitivity(
-    accuracies: pl.DataFrame,
+    predictions: pl.DataFrame,
     *,
     by: Sequence[str] = ("model", "shots", "calibration"),
     factors: Sequence[str] = ("prompt", "model", "calibration"),
     keys: Sequence[str] = (*FACTOR_KEYS, "draw"),
     value: str = "accuracy",
-    dominance: float = 1.5,
+    alpha: float = ALPHA,
 ) -> dict[str, Any]:
-    """Accuracy spread across prompts x strategies x draws, and which choice matters most.
+    """Accuracy spread across prompts x strategies x draws, and which choices change it.
 
-    `accuracies`: one row per system (and draw), e.g. `system_accuracy`; baseline rows
-    (prompt "-") are dropped. Few-shot draws must be told apart by a column in `keys` (e.g.
-    "draw"), otherwise their rows are pooled into the factor ranges. Calibration is in `by`
-    because it is a factor of its own; pass by=("model", "shots") to pool over it.
+    `predictions`: review-level rows of LLM systems (baseline rows, prompt "-", are dropped).
+    Few-shot draws must be told apart by a column in `keys` (e.g. "draw"), otherwise their
+    rows are pooled. Calibration is in `by` because it is a factor of its own.
 
     Returns:
       table: per `by` group: n_systems, n_prompts, n_strategies, min, max, mean, sd (ddof=1,
-        null for one row), range of `value`;
-      factors: factor, spread, groups, levels (see `factor_spread`: mean over the settings of
-        the other keys of the range across the factor's levels);
-      dominant: the factor with spread >= `dominance` x every other, or None;
-      conclusion: one sentence generated from `factors`.
+        null for one row), range of accuracy over its systems and draws;
+      factors: factor, spread, groups, levels (see `factor_spread`), tests, significant
+        (the factor's tests whose corrected p < alpha);
+      tests: every `factor_effects` test (Cochran's Q, Bonferroni over all of them);
+      conclusion: one sentence generated from those.
     """
-    llm = accuracies.filter(pl.col("prompt") != NO_PROMPT)
+    llm = predictions.filter(pl.col("prompt") != NO_PROMPT)
     if llm.is_empty():
         raise UserError("prompt_sensitivity: no LLM rows (every row has prompt '-')")
+    present = [k for k in keys if k in llm.columns]
+    accuracies = system_accuracy(llm, extra_keys=[k for k in present if k not in SETTING_KEYS])
     v = pl.col(value)
     table = (
-        llm.group_by(list(by))
+        accuracies.group_by(list(by))
         .agg(
             n_systems=pl.len().cast(pl.Int64),
             n_prompts=pl.col("prompt").n_unique().cast(pl.Int64),
@@ -232,8 +292,12 @@ def prompt_sensitivity(
         )
         .sort(list(by))
     )
-    present = [k for k in keys if k in llm.columns]
-    spreads = [factor_spread(llm, f, keys=present, value=value) for f in factors]
+    spreads = [factor_spread(accuracies, f, keys=present, value=value) for f in factors]
+    tests = factor_effects(llm, factors, keys=present, alpha=alpha)
+    for s in spreads:
+        mine = [t for t in tests if t["factor"] == s["factor"]]
+        s["tests"] = len(mine)
+        s["significant"] = sum(t["significant"] for t in mine)
     return {
         "table": table,
         "factors": pl.DataFrame(
@@ -243,10 +307,12 @@ def prompt_sensitivity(
                 "spread": pl.Float64,
                 "groups": pl.Int64,
                 "levels": pl.Int64,
+                "tests": pl.Int64,
+                "significant": pl.Int64,
             },
         ),
-        "dominant": dominant_factor(spreads, dominance=dominance),
-        "conclusion": sensitivity_conclusion(spreads, dominance=dominance),
+        "tests": tests,
+        "conclusion": sensitivity_conclusion(spreads, tests, alpha=alpha),
     }
 
 
@@ -274,22 +340,19 @@ def _with_reviews(
     return joined
 
 
-def _with_ci(
-    joined: pl.DataFrame, keys: Sequence[str], resamples: int | None, seed: int
-) -> pl.DataFrame:
-    """Per `keys` group: n, accuracy and, with `resamples`, its bootstrap 95% CI (ci_low,
-    ci_high; the resamples of `llmlab.eval.metrics.bootstrap_ci` with this seed)."""
+def _with_ci(joined: pl.DataFrame, keys: Sequence[str], ci: bool) -> pl.DataFrame:
+    """Per `keys` group: n, accuracy and, with `ci`, its Wilson 95% interval (ci_low,
+    ci_high)."""
     keys = list(keys)
     grouped = joined.group_by(keys).agg(
-        n=pl.len().cast(pl.Int64), accuracy=pl.col("correct").mean(), _c=pl.col("correct")
+        n=pl.len().cast(pl.Int64),
+        accuracy=pl.col("correct").mean(),
+        _k=pl.col("correct").sum().cast(pl.Int64),
     )
-    if resamples is None:
-        return grouped.drop("_c")
-    cis = [
-        bootstrap_ci(np.asarray(c, dtype=np.float64), resamples=resamples, seed=seed)
-        for c in grouped["_c"].to_list()
-    ]
-    return grouped.drop("_c").with_columns(
+    if not ci:
+        return grouped.drop("_k")
+    cis = [wilson_ci(k, n) for k, n in zip(grouped["_k"], grouped["n"], strict=True)]
+    return grouped.drop("_k").with_columns(
         ci_low=pl.Series([c[0] for c in cis], dtype=pl.Float64),
         ci_high=pl.Series([c[1] for c in cis], dtype=pl.Float64),
     )
@@ -301,12 +364,11 @@ def accuracy_by_length(
     *,
     length_col: str = "tokens",
     edges: Sequence[int] = DEFAULT_LENGTH_EDGES,
-    resamples: int | None = None,
-    seed: int = 0,
+    ci: bool = False,
 ) -> pl.DataFrame:
     """Per system and length bucket: system, bucket (0-based), lower, upper (null for the last,
-    open bucket), label ("[lower, upper)" / "[lower, inf)"), n, accuracy, and with
-    `resamples` its bootstrap 95% CI (ci_low, ci_high).
+    open bucket), label ("[lower, upper)" / "[lower, inf)"), n, accuracy, and with `ci` its
+    Wilson 95% interval (ci_low, ci_high).
 
     Buckets are [edges[i], edges[i+1]) plus [edges[-1], inf); a length below edges[0] is an
     error. `reviews` has review_id and `length_col` (token or word count). Buckets no review
@@ -334,16 +396,13 @@ def accuracy_by_length(
         },
         schema={"bucket": pl.Int64, "lower": pl.Float64, "upper": pl.Float64, "label": pl.Utf8},
     )
-    ci = ["ci_low", "ci_high"] if resamples is not None else []
     grouped = _with_ci(
-        joined.with_columns(bucket=pl.Series(bucket, dtype=pl.Int64)),
-        ["system", "bucket"],
-        resamples,
-        seed,
+        joined.with_columns(bucket=pl.Series(bucket, dtype=pl.Int64)), ["system", "bucket"], ci
     )
+    ci_cols = ["ci_low", "ci_high"] if ci else []
     return (
         grouped.join(buckets, on="bucket")
-        .select("system", "bucket", "lower", "upper", "label", "n", "accuracy", *ci)
+        .select("system", "bucket", "lower", "upper", "label", "n", "accuracy", *ci_cols)
         .sort("system", "bucket")
     )
 
@@ -353,18 +412,17 @@ def accuracy_by_truncation(
     reviews: pl.DataFrame,
     *,
     truncated_col: str = "truncated",
-    resamples: int | None = None,
-    seed: int = 0,
+    ci: bool = False,
 ) -> pl.DataFrame:
-    """Per system: system, truncated (bool), n, accuracy, and with `resamples` its bootstrap
-    95% CI (ci_low, ci_high); `reviews` has review_id and the boolean `truncated_col` (the
+    """Per system: system, truncated (bool), n, accuracy, and with `ci` its Wilson 95%
+    interval (ci_low, ci_high); `reviews` has review_id and the boolean `truncated_col` (the
     review was cut to fit the prompt budget)."""
     joined = _with_reviews(predictions, reviews, truncated_col, "accuracy_by_truncation")
-    ci = ["ci_low", "ci_high"] if resamples is not None else []
+    ci_cols = ["ci_low", "ci_high"] if ci else []
     return (
-        _with_ci(joined, ["system", truncated_col], resamples, seed)
+        _with_ci(joined, ["system", truncated_col], ci)
         .rename({truncated_col: "truncated"})
-        .select("system", "truncated", "n", "accuracy", *ci)
+        .select("system", "truncated", "n", "accuracy", *ci_cols)
         .sort("system", "truncated")
     )
 

@@ -1,5 +1,8 @@
 """Metrics of one system's predictions, and paired tests between two systems.
 
+Intervals and tests come from `llmlab.stats`: Wilson for an accuracy, McNemar's score test
+with Tango's interval for the difference of two systems on the same reviews.
+
 Input is a predictions table in `llmlab.schemas.PREDICTIONS_SCHEMA` (only `review_id`,
 `gold`, `prediction`, `valid` and `seconds` are read). An invalid prediction (an output that
 is not a label) counts as wrong: it lowers accuracy and the recall of its gold label, and is
@@ -14,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from scipy.stats import binomtest, chi2
 from sklearn.metrics import confusion_matrix, f1_score
 
 from llmlab.errors import UserError
+from llmlab.stats import paired_difference, wilson_ci
 
 if TYPE_CHECKING:
     from llmlab.config import EvalConfig
@@ -25,15 +28,15 @@ if TYPE_CHECKING:
 # Column name of invalid outputs in confusion matrices (not a label: labels are user strings
 # but may not contain angle brackets, see EvalConfig).
 INVALID = "<invalid>"
-# Below this many discordant pairs McNemar's chi-square approximation is poor; use the exact
-# binomial test instead (the usual rule of thumb, e.g. statsmodels' `exact` advice).
-EXACT_MCNEMAR_BELOW = 25
 
 
 def bootstrap_ci(
     values: np.ndarray, *, resamples: int, seed: int, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of `values` (resampling rows with replacement)."""
+    """Percentile bootstrap CI of the mean of `values` (resampling rows with replacement).
+
+    For means without a closed-form interval (Brier score, log loss, win rates with ties);
+    a proportion gets `llmlab.stats.wilson_ci` instead."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return (math.nan, math.nan)
@@ -64,11 +67,9 @@ def system_metrics(
     predictions: pl.DataFrame,
     labels: Sequence[str],
     *,
-    resamples: int,
-    seed: int,
     positive: str | None = None,
 ) -> dict[str, Any]:
-    """Accuracy (with a bootstrap 95% CI), macro-F1, confusion matrix and rates of one system.
+    """Accuracy (with a Wilson 95% CI), macro-F1, confusion matrix and rates of one system.
 
     `predictions` holds the rows of ONE system. `positive` is the label whose predicted rate
     is reported as `predicted_positive_rate` (default: the last label, "positive" for
@@ -108,7 +109,7 @@ def system_metrics(
     return {
         "n": n,
         "accuracy": float(correct.mean()),
-        "accuracy_ci": list(bootstrap_ci(correct, resamples=resamples, seed=seed)),
+        "accuracy_ci": list(wilson_ci(int(correct.sum()), n)),
         # INVALID is a possible prediction but not averaged over: it only costs recall.
         "macro_f1": float(
             f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)
@@ -133,46 +134,10 @@ def correct_by_review(predictions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[str, Any]:
-    """McNemar's test of two systems scored on the same reviews (paired, in the same order).
-
-    `only_a` counts reviews system A got right and B wrong, `only_b` the reverse. With fewer
-    than 25 discordant pairs the exact two-sided binomial test is used, otherwise the
-    chi-square statistic with continuity correction.
-    """
-    a = np.asarray(a_correct, dtype=bool)
-    b = np.asarray(b_correct, dtype=bool)
-    if a.shape != b.shape:
-        raise ValueError(f"mcnemar: {a.size} vs {b.size} paired outcomes")
-    only_a = int((a & ~b).sum())
-    only_b = int((~a & b).sum())
-    discordant = only_a + only_b
-    if discordant == 0:
-        return {"n": int(a.size), "only_a": 0, "only_b": 0, "method": "exact",
-                "statistic": 0.0, "p_value": 1.0}  # fmt: skip
-    if discordant < EXACT_MCNEMAR_BELOW:
-        method = "exact"
-        statistic = float(min(only_a, only_b))
-        p_value = binomtest(only_a, discordant, 0.5, alternative="two-sided").pvalue
-    else:
-        method = "chi2_continuity"
-        statistic = (abs(only_a - only_b) - 1) ** 2 / discordant
-        p_value = chi2.sf(statistic, df=1)
-    return {
-        "n": int(a.size),
-        "only_a": only_a,
-        "only_b": only_b,
-        "method": method,
-        "statistic": float(statistic),
-        "p_value": float(min(1.0, p_value)),
-    }
-
-
-def paired_comparison(
-    a: pl.DataFrame, b: pl.DataFrame, *, resamples: int, seed: int
-) -> dict[str, Any]:
-    """Compare two systems on the reviews both scored: accuracy difference A - B with a paired
-    bootstrap 95% CI, and McNemar's test. Raises if they did not score the same reviews."""
+def paired_comparison(a: pl.DataFrame, b: pl.DataFrame, *, family_size: int = 1) -> dict[str, Any]:
+    """Compare two systems on the reviews both scored: accuracy difference A - B with Tango's
+    score interval and McNemar's score test (`llmlab.stats.paired_difference`), Bonferroni
+    over a family of `family_size` tests. Raises if they did not score the same reviews."""
     ca, cb = correct_by_review(a), correct_by_review(b)
     if ca["review_id"].is_duplicated().any() or cb["review_id"].is_duplicated().any():
         raise UserError("paired_comparison: a system has more than one row per review_id")
@@ -184,15 +149,12 @@ def paired_comparison(
             "needs the same reviews"
         )
     joined = joined.sort("review_id")
-    xa = joined["correct"].to_numpy().astype(np.float64)
-    xb = joined["correct_b"].to_numpy().astype(np.float64)
+    xa = joined["correct"].to_numpy().astype(bool)
+    xb = joined["correct_b"].to_numpy().astype(bool)
     return {
         "accuracy_a": float(xa.mean()),
         "accuracy_b": float(xb.mean()),
-        "difference": float(xa.mean() - xb.mean()),
-        "difference_ci": list(bootstrap_ci(xa - xb, resamples=resamples, seed=seed)),
-        "mcnemar": mcnemar(xa.astype(bool), xb.astype(bool)),
-    }
+    } | paired_difference(xa, xb, family_size=family_size)
 
 
 def metrics_by_system(predictions: pl.DataFrame, eval_cfg: EvalConfig) -> dict[str, Any]:
@@ -203,10 +165,5 @@ def metrics_by_system(predictions: pl.DataFrame, eval_cfg: EvalConfig) -> dict[s
         out[system] = {
             key: first[key]
             for key in ("model", "prompt", "shots", "strategy", "backend", "calibration")
-        } | system_metrics(
-            rows,
-            eval_cfg.labels,
-            resamples=eval_cfg.bootstrap.resamples,
-            seed=eval_cfg.bootstrap.seed,
-        )
+        } | system_metrics(rows, eval_cfg.labels)
     return out

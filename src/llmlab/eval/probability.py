@@ -1,5 +1,5 @@
-"""How good the label probabilities are, not only the argmax: ECE, Brier score, log loss, the
-reliability table and diagram, with bootstrap CIs.
+"""How good the label probabilities are, not only the argmax: calibration error, Brier score,
+log loss, the reliability table and diagram, with CIs.
 
 Probabilities are the softmax of `label_scores` over the labels (PREDICTIONS_SCHEMA). For
 uncalibrated rows those are normalized log-probabilities; calibrated rows hold
@@ -8,13 +8,20 @@ write the log of their predicted probabilities (`predict_log_proba` / `log_softm
 are read the same way.
 
 The view of the probabilities:
-- two labels: P(positive label) against whether gold is the positive label (the reliability
-  diagram of binary classification; `positive` defaults to the last label, as in
+- two labels: P(positive label) against whether gold is the positive label (the binary,
+  Naeini-style calibration of P(positive); `positive` defaults to the last label, as in
   `llmlab.eval.metrics`). Brier is then sklearn's binary `brier_score_loss`.
 - k > 2 labels: *top-label* calibration, the confidence max_k P(k) against whether the argmax
   label is gold (Guo et al., 2017); Brier is the multi-class sum over labels of
   (P(k) - 1[gold = k])^2 (Brier, 1950), which for two labels would be twice the binary value.
 Log loss is -log P(gold) in every case, with P clipped below at EPS.
+
+Calibration error: the binned ECE's plug-in estimate is biased upward (a perfectly calibrated
+scorer scores ~0.16 on 40 reviews in 10 bins) and its percentile bootstrap more so, so the
+reported figure is the *debiased* squared L2 calibration error of Kumar, Liang & Ma (2019)
+on equal-width bins [a, b) (the last closed), max(1, min(configured, floor(sqrt(n)))) of them,
+and its square root, with a bias-corrected bootstrap CI (`squared_calibration_error_ci`); the
+plug-in L1 ECE on the same bins is kept as a descriptive number without CI.
 
 Invalid predictions: the scores are computed for every prompt whether or not the generated
 text parsed as a label, so every row is scored by default (`include_invalid=True`); the
@@ -147,8 +154,8 @@ def _check_binning(bins: int, binning: str) -> None:
 
 
 def _ece_batch(conf: np.ndarray, outcome: np.ndarray, bins: int, binning: Binning) -> np.ndarray:
-    """ECE of each row of (resamples, n) arrays: sum over bins of |sum conf - sum outcome| / n,
-    which equals sum_b (n_b / n) |mean conf_b - mean outcome_b|."""
+    """Plug-in ECE of each row of (resamples, n) arrays: sum over bins of |sum conf - sum
+    outcome| / n, which equals sum_b (n_b / n) |mean conf_b - mean outcome_b|."""
     r, n = conf.shape
     if binning == "width":
         idx = _width_index(conf, bins) + bins * np.arange(r)[:, None]
@@ -161,7 +168,65 @@ def _ece_batch(conf: np.ndarray, outcome: np.ndarray, bins: int, binning: Binnin
     return np.abs(np.add.reduceat(diff, starts, axis=1)).sum(axis=1) / n
 
 
-# --------------------------------------------------------------------------- metrics
+def calibration_bins(n: int, configured: int = 10) -> int:
+    """Equal-width bins for `n` reviews: max(1, min(configured, floor(sqrt(n)))).
+
+    The square-root rule keeps about sqrt(n) reviews in an average bin (6 bins of ~7 at
+    n = 40, the configured 10 from n = 100 on), so neither the bins' width nor their noise
+    dominates; the plug-in ECE with 10 bins of ~4 reviews is mostly noise.
+    """
+    if n < 1 or configured < 1:
+        raise ValueError(f"calibration_bins: n = {n}, configured = {configured}")
+    return max(1, min(configured, math.isqrt(n)))
+
+
+def _squared_ce_batch(
+    conf: np.ndarray, outcome: np.ndarray, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(debiased, plug-in) squared calibration error of each row of (resamples, n) arrays,
+    equal-width bins (see `squared_calibration_error`)."""
+    r, n = conf.shape
+    idx = (_width_index(conf, bins) + bins * np.arange(r)[:, None]).ravel()
+    size = r * bins
+    count = np.bincount(idx, minlength=size).reshape(r, bins).astype(np.float64)
+    sum_c = np.bincount(idx, weights=conf.ravel(), minlength=size).reshape(r, bins)
+    sum_o = np.bincount(idx, weights=outcome.ravel(), minlength=size).reshape(r, bins)
+    safe = np.maximum(count, 1.0)
+    mean_o = sum_o / safe
+    gap2 = (mean_o - sum_c / safe) ** 2
+    weight = count / n
+    plugin = (weight * gap2).sum(axis=1)
+    # Kumar et al.'s correction: the observed share's sampling variance ybar(1 - ybar)/(n_b - 1)
+    # is what (ybar - cbar)^2 adds on average; a bin of one review carries no variance
+    # estimate and counts 0 (as in their code).
+    variance = mean_o * (1.0 - mean_o) / np.maximum(count - 1.0, 1.0)
+    debiased = np.where(count >= 2, weight * (gap2 - variance), 0.0).sum(axis=1)
+    return debiased, plugin
+
+
+def squared_calibration_error(
+    probs: np.ndarray, gold: np.ndarray, *, bins: int, positive: int | None = None
+) -> float:
+    """Debiased squared calibration error (Kumar, Liang & Ma 2019, "Verified Uncertainty
+    Calibration", NeurIPS, debiased plug-in estimator):
+
+        sum_b (n_b / n) [(ybar_b - cbar_b)^2 - ybar_b (1 - ybar_b) / (n_b - 1)]
+
+    over `bins` equal-width bins [i/bins, (i+1)/bins), the last closed, of the confidence
+    (`reliability_view`: P(positive) for two labels, Naeini-style binary ECE; top-label
+    otherwise); cbar_b, ybar_b: the bin's mean confidence and observed frequency. It estimates
+    the binned squared L2 calibration error sum_b P(b) (E[Y | b] - E[C | b])^2 without the
+    upward bias of the plug-in, and can be negative when the scorer is close to calibrated.
+    """
+    _check_binning(bins, "width")
+    conf, outcome = reliability_view(probs, gold, positive=positive)
+    return float(_squared_ce_batch(conf[None, :], outcome[None, :], bins)[0][0])
+
+
+def l2_calibration_error(value: float) -> float:
+    """sqrt(max(0, squared calibration error)): the L2 calibration error on the probability
+    scale (the debiased squared error can be negative; its square root is then 0)."""
+    return math.sqrt(max(0.0, value))
 
 
 def expected_calibration_error(
@@ -172,7 +237,8 @@ def expected_calibration_error(
     binning: Binning = "width",
     positive: int | None = None,
 ) -> float:
-    """ECE = sum_b (n_b / n) |mean confidence_b - observed frequency_b| (see reliability_view).
+    """Plug-in ECE = sum_b (n_b / n) |mean confidence_b - observed frequency_b| (see
+    reliability_view), biased upward on few reviews per bin (descriptive only).
 
     `width`: `bins` equal-width bins on [0, 1] (empty ones contribute 0). `mass`: rows sorted by
     confidence (stable: ties keep row order) and cut into min(bins, n) bins of equal counts
@@ -211,58 +277,65 @@ def log_loss(probs: np.ndarray, gold: np.ndarray, *, eps: float = EPS) -> float:
     return float(log_loss_rows(probs, gold, eps=eps).mean())
 
 
-def bootstrap_statistic_ci(
+def bootstrap_replicates(
     statistic: Callable[..., np.ndarray],
     arrays: Sequence[np.ndarray],
     *,
     resamples: int,
     seed: int,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of a statistic that is not a mean of rows (ECE).
+) -> np.ndarray:
+    """(resamples,) values of a statistic on row-resampled versions of `arrays`.
 
-    `statistic` maps row-resampled (resamples, n) versions of `arrays` to (resamples,) values.
-    The resample indices are drawn exactly as `llmlab.eval.metrics.bootstrap_ci` draws them
-    (same generator, chunking and order), so with the same seed and rows every CI here and
-    the accuracy CI use the same resamples; for the mean this returns bootstrap_ci's interval.
+    `statistic` maps (resamples, n) arrays to (resamples,) values. The resample indices are
+    drawn exactly as `llmlab.eval.metrics.bootstrap_ci` draws them (same generator, chunking
+    and order), so with the same seed and rows every interval here and the accuracy CI use
+    the same resamples.
     """
     arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
     n = arrays[0].size
-    if n == 0:
-        return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     values = np.empty(resamples)
-    chunk = max(1, 2_000_000 // n)
+    chunk = max(1, 2_000_000 // max(n, 1))
     for start in range(0, resamples, chunk):
         stop = min(resamples, start + chunk)
         idx = rng.integers(0, n, size=(stop - start, n))
         values[start:stop] = statistic(*(a[idx] for a in arrays))
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return (float(low), float(high))
+    return values
 
 
-def ece_ci(
-    probs: np.ndarray,
-    gold: np.ndarray,
+def squared_calibration_error_ci(
+    conf: np.ndarray,
+    outcome: np.ndarray,
     *,
-    bins: int = 10,
-    binning: Binning = "width",
-    positive: int | None = None,
+    bins: int,
     resamples: int,
     seed: int,
     level: float = 0.95,
-) -> tuple[float, float]:
-    """Bootstrap CI of ECE; bins are re-derived in each resample (equal-mass edges move)."""
-    _check_binning(bins, binning)
-    conf, outcome = reliability_view(probs, gold, positive=positive)
-    return bootstrap_statistic_ci(
-        lambda c, o: _ece_batch(c, o, bins, binning),
+) -> tuple[float, tuple[float, float]]:
+    """(debiased estimate, CI) of the squared calibration error of one (confidence, outcome)
+    view: a percentile bootstrap of the bias-corrected replicates.
+
+    Within a resample the estimator targets the *sample's* binned error, i.e. its plug-in
+    value P (the bootstrap world's truth), not the estimate T: its replicates T*_r sit near P,
+    above T, and their plain percentile interval can exclude T (the finding this replaces).
+    The replicates T*_r - P + T carry the sampling distribution back to T. The interval is cut
+    at 0 (the error is not negative). Coverage of the true binned error, simulated in
+    tests/test_eval_probability.py: ~93-97% at n = 40 (6 bins) and n = 2000 (10 bins) for
+    miscalibrated scorers, conservative (~98-100%) when the true error is near 0.
+    """
+    conf = np.asarray(conf, dtype=np.float64)
+    outcome = np.asarray(outcome, dtype=np.float64)
+    debiased, plugin = _squared_ce_batch(conf[None, :], outcome[None, :], bins)
+    est, plug = float(debiased[0]), float(plugin[0])
+    values = bootstrap_replicates(
+        lambda c, o: _squared_ce_batch(c, o, bins)[0],
         [conf, outcome],
         resamples=resamples,
         seed=seed,
-        level=level,
     )
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(values - plug + est, [tail, 1.0 - tail])
+    return est, (max(0.0, float(low)), max(0.0, float(high)))
 
 
 def calibration_metrics(
@@ -275,19 +348,28 @@ def calibration_metrics(
     seed: int,
     level: float = 0.95,
 ) -> dict[str, Any]:
-    """n, ece_width, ece_mass, brier, log_loss, each with `<name>_ci` [low, high].
+    """n, bins, ce_squared (debiased, `squared_calibration_error`) and ce_l2 (its square root),
+    each with a `<name>_ci`; ece_plugin (the classic plug-in ECE on the same bins: biased
+    upward, no CI); brier and log_loss with percentile bootstrap CIs (means of rows).
 
-    Every CI uses the same seed, hence the same resamples of the rows (as the accuracy CI of
+    `bins` is the configured maximum; the bins used are `calibration_bins(n, bins)`. Every CI
+    uses the same seed, hence the same resamples of the rows (as the accuracy CI of
     `system_metrics` does with the same seed).
     """
     probs, gold = _check(probs, gold)
     boot = {"resamples": resamples, "seed": seed, "level": level}
-    out: dict[str, Any] = {"n": int(gold.size)}
-    for binning in BINNINGS:
-        key = f"ece_{binning}"
-        kw = {"bins": bins, "binning": binning, "positive": positive}
-        out[key] = expected_calibration_error(probs, gold, **kw)
-        out[f"{key}_ci"] = list(ece_ci(probs, gold, **kw, **boot))
+    used = calibration_bins(int(gold.size), bins)
+    conf, outcome = reliability_view(probs, gold, positive=positive)
+    est, ci = squared_calibration_error_ci(conf, outcome, bins=used, **boot)
+    out: dict[str, Any] = {
+        "n": int(gold.size),
+        "bins": used,
+        "ce_squared": est,
+        "ce_squared_ci": list(ci),
+        "ce_l2": l2_calibration_error(est),
+        "ce_l2_ci": [l2_calibration_error(x) for x in ci],
+        "ece_plugin": float(_ece_batch(conf[None, :], outcome[None, :], used, "width")[0]),
+    }
     for key, per_row in (
         ("brier", brier_rows(probs, gold, positive=positive)),
         ("log_loss", log_loss_rows(probs, gold)),
@@ -307,30 +389,72 @@ def calibration_change(
     resamples: int,
     seed: int,
     level: float = 0.95,
+    family_size: int = 1,
 ) -> dict[str, Any]:
-    """Paired change after - before of ece_width, ece_mass, brier and log_loss on the same rows
-    (e.g. a calibrated system against its uncalibrated twin), each with `<name>_ci`.
+    """Paired change after - before on the same rows (e.g. a calibrated system against its
+    uncalibrated twin).
 
-    Both are evaluated on the same bootstrap resamples of the rows (the resamples of
-    `calibration_metrics` with this seed), so the CI is that of the paired difference; a CI
-    entirely below 0 means the second probabilities are better calibrated on these reviews.
+    - ce_squared: change of the debiased squared calibration error (`calibration_bins(n,
+      bins)` equal-width bins) with ce_squared_ci at level 1 - (1 - level) / family_size
+      (`ce_level`: Bonferroni over a family of that many changes): the percentile interval
+      of the paired, bias-corrected bootstrap replicates D*_r - D_P + D (D_P: the change of
+      the plug-in values, the bootstrap world's truth; see `squared_calibration_error_ci`),
+      with the resamples raised until each tail holds >= 10 of them (4,800 for a family of
+      12, 19,200 for 48). Percentile rather than normal: the change is skewed when one side
+      is far off (a constant P = 0.9 on balanced reviews), and a symmetric interval then
+      wastes power. ce_squared_se: the replicates' sd. An interval entirely below 0 means the
+      second probabilities are better calibrated; simulated with equally calibrated pairs
+      (tests, scripts/benchmark_false_claims.py) it excludes 0 at most at the nominal rate.
+    - ce_l2, ece_plugin: changes of the point values (descriptive, no CI).
+    - brier, log_loss: mean per-row changes with percentile bootstrap CIs at `level`.
+    Identical probabilities change nothing on every resample: every CI is [0, 0].
     """
     probs_before, gold = _check(probs_before, gold)
     probs_after, _ = _check(probs_after, gold)
     if probs_before.shape != probs_after.shape:
         raise ValueError(f"probs {probs_before.shape} and {probs_after.shape} do not match")
-    boot = {"resamples": resamples, "seed": seed, "level": level}
+    if family_size < 1:
+        raise ValueError(f"family_size must be >= 1, got {family_size}")
+    used = calibration_bins(int(gold.size), bins)
     before, outcome = reliability_view(probs_before, gold, positive=positive)
     after, _ = reliability_view(probs_after, gold, positive=positive)
-    out: dict[str, Any] = {"n": int(gold.size)}
-    for binning in BINNINGS:
 
-        def change(b: np.ndarray, a: np.ndarray, o: np.ndarray, binning=binning) -> np.ndarray:
-            return _ece_batch(a, o, bins, binning) - _ece_batch(b, o, bins, binning)
+    def change(b: np.ndarray, a: np.ndarray, o: np.ndarray) -> np.ndarray:
+        return _squared_ce_batch(a, o, used)[0] - _squared_ce_batch(b, o, used)[0]
 
-        key = f"ece_{binning}"
-        out[key] = float(change(before[None, :], after[None, :], outcome[None, :])[0])
-        out[f"{key}_ci"] = list(bootstrap_statistic_ci(change, [before, after, outcome], **boot))
+    est = float(change(before[None, :], after[None, :], outcome[None, :])[0])
+    plug = float(
+        _squared_ce_batch(after[None, :], outcome[None, :], used)[1][0]
+        - _squared_ce_batch(before[None, :], outcome[None, :], used)[1][0]
+    )
+    ce_level = 1.0 - (1.0 - level) / family_size
+    tail = (1.0 - ce_level) / 2.0
+    values = bootstrap_replicates(
+        change,
+        [before, after, outcome],
+        resamples=max(resamples, math.ceil(10.0 / tail)),
+        seed=seed,
+    )
+    se = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    low, high = np.quantile(values - plug + est, [tail, 1.0 - tail])
+    est_b = squared_calibration_error(probs_before, gold, bins=used, positive=positive)
+    est_a = squared_calibration_error(probs_after, gold, bins=used, positive=positive)
+    ece = {
+        name: expected_calibration_error(p, gold, bins=used, positive=positive)
+        for name, p in (("before", probs_before), ("after", probs_after))
+    }
+    out: dict[str, Any] = {
+        "n": int(gold.size),
+        "bins": used,
+        "ce_squared": est,
+        "ce_squared_se": se,
+        "ce_squared_ci": [float(low), float(high)],
+        "ce_level": ce_level,
+        "family_size": family_size,
+        "ce_l2": l2_calibration_error(est_a) - l2_calibration_error(est_b),
+        "ece_plugin": ece["after"] - ece["before"],
+    }
+    boot = {"resamples": resamples, "seed": seed, "level": level}
     for key, per_row in (
         (
             "brier",
@@ -423,8 +547,8 @@ def probability_metrics(
     level: float = 0.95,
     include_invalid: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Per system (first-appearance order): {model, calibration, view, n, n_invalid,
-    ece_width, ece_width_ci, ece_mass, ece_mass_ci, brier, brier_ci, log_loss, log_loss_ci}.
+    """Per system (first-appearance order): {model, calibration, view, n_invalid} and the
+    `calibration_metrics` (n, bins, ce_squared, ce_l2, ece_plugin, brier, log_loss, CIs).
 
     `n` rows are scored (all rows unless `include_invalid=False`); `n_invalid` counts the rows
     whose generated text was not a label (scored anyway by default, see the module docstring).

@@ -6,8 +6,9 @@ when its `model` is in eval.models, a baseline otherwise. Everything the report 
 the summary JSON:
 - `systems`, `best_*`, `llm_vs_baseline`, `fewshot_effect`, `calibration_gains`: accuracy
   with CIs and paired tests, on the first few-shot draw (draw 0) of every setting;
-- `probability`: ECE (equal-width and equal-mass bins), Brier score and log loss of every
-  system's label probabilities, and their paired change under each calibration method;
+- `probability`: calibration error (debiased L2, Kumar et al. 2019; equal-width bins, fewer
+  on few reviews), Brier score and log loss of every system's label probabilities, and
+  their paired change under each calibration method (one Bonferroni family);
   `calibration_quality`: that change for the best LLM setting; `reliability`: the systems of
   each model's reliability diagram (its best setting, uncalibrated vs calibrated);
 - `draw_spread`: per few-shot setting, accuracy over the K draws of its example set next to
@@ -42,13 +43,19 @@ from llmlab.eval.metrics import paired_comparison, system_metrics
 from llmlab.io import atomic_dir, read_parquet, write_json
 from llmlab.plots import save_figure, setup_theme
 from llmlab.schemas import PREDICTIONS_SCHEMA, SPLIT_SCHEMA
+from llmlab.stats import ALPHA, bonferroni, cochran_q, paired_difference
 
 log = logging.getLogger(__name__)
 
 SYSTEM_KEYS = ("model", "prompt", "shots", "strategy", "backend", "calibration")
 SELECTION_NOTE = (
-    "Best systems are selected on the same validation reviews they are tested on, which "
-    "favours them; read the paired tests as descriptive."
+    "Tests: McNemar's score test with Tango's score interval of the paired difference, so an "
+    "interval excludes 0 exactly when its test rejects. Each family of tests (few-shot vs "
+    "zero-shot twins, calibrated vs uncalibrated twins, label preference, prompt "
+    "sensitivity, draws) is Bonferroni-corrected: its intervals are at level 1 − 0.05/m and "
+    '"significant" means significant after the correction. The best systems are selected '
+    "on the same validation reviews they are compared on, which favours them: those "
+    "comparisons are descriptive and never called significant."
 )
 DRAW_NOTE = (
     "Few-shot draws: the systems table, the best systems, the paired tests, the few-shot "
@@ -59,15 +66,20 @@ DRAW_NOTE = (
 )
 PROBABILITY_NOTE = (
     "Probability quality: P(label) is the softmax of each system's label scores (baselines: "
-    "their predicted probabilities); ECE compares the predicted P({positive}) with the "
-    "observed share of {positive} reviews in {bins} equal-width and {bins} equal-mass bins; "
-    "every review is scored, invalid outputs included. ECE is biased upward on few reviews "
-    "per bin and its bootstrap resamples more so (its percentile CI can lie above the "
-    "estimate); changes are calibrated minus uncalibrated on the same resamples (paired CIs, "
-    "sharing that bias): negative is better."
+    "their predicted probabilities); every review is scored, invalid outputs included. The "
+    "calibration error compares the predicted P({positive}) with the observed share of "
+    "{positive} reviews in {bins} equal-width bins [a, b) (min(10, floor(sqrt(n))) bins, the "
+    "last closed): the debiased L2 calibration error of Kumar, Liang & Ma (2019), the square "
+    "root of their debiased squared error, with a bias-corrected bootstrap CI; the plug-in "
+    "ECE on the same bins is biased upward and printed without CI. Changes are calibrated "
+    "minus uncalibrated on the same reviews (negative is better); the change in squared "
+    "calibration error has a paired, bias-corrected bootstrap CI, Bonferroni-corrected over "
+    "all calibration changes."
 )
-BINS = 10  # reliability / ECE bins
-_PROB_METRICS = ("ece_width", "ece_mass", "brier", "log_loss")
+BINS = 10  # most equal-width calibration bins (fewer on few reviews: calibration_bins)
+# Per-system probability metrics copied next to each calibration change (ece_plugin: no CI).
+_PROB_METRICS = ("ce_l2", "ce_squared", "ece_plugin", "brier", "log_loss")
+_PROB_CIS = ("ce_l2", "ce_squared", "brier", "log_loss")
 HARDEST = 10  # reviews listed in the error analysis
 SNIPPET_CHARS = 200
 # Word-count buckets of the model-independent length analysis (IMDB: median ~174 words).
@@ -120,12 +132,7 @@ def systems_table(
     rows = []
     for (system,), part in predictions.group_by("system", maintain_order=True):
         first = part.row(0, named=True)
-        m = system_metrics(
-            part,
-            eval_cfg.labels,
-            resamples=eval_cfg.bootstrap.resamples,
-            seed=eval_cfg.bootstrap.seed,
-        )
+        m = system_metrics(part, eval_cfg.labels)
         metrics[system] = m
         rows.append(
             {"system": system}
@@ -163,46 +170,84 @@ def _rows(predictions: pl.DataFrame, system: str) -> pl.DataFrame:
     return predictions.filter(pl.col("system") == system)
 
 
-def compare(predictions: pl.DataFrame, a: str, b: str, eval_cfg: EvalConfig) -> dict[str, Any]:
-    """Paired comparison of systems `a` and `b` (accuracy A - B, CI, McNemar)."""
-    return {"a": a, "b": b} | paired_comparison(
+def compare(
+    predictions: pl.DataFrame,
+    a: str,
+    b: str,
+    *,
+    family_size: int = 1,
+    selected: bool = False,
+    b_rows: pl.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Paired comparison of systems `a` and `b` (accuracy A - B, Tango CI, McNemar), one of a
+    Bonferroni family of `family_size` tests. `selected`: a or b was picked as the best on
+    these same reviews, so the test is optimistic and the result is descriptive (never
+    called significant). `b_rows`: B's rows when they are not the table's (a derived system).
+    """
+    test = paired_comparison(
         _rows(predictions, a),
-        _rows(predictions, b),
-        resamples=eval_cfg.bootstrap.resamples,
-        seed=eval_cfg.bootstrap.seed,
+        _rows(predictions, b) if b_rows is None else b_rows,
+        family_size=family_size,
+    )
+    if selected:
+        test["significant"] = None
+    return {"a": a, "b": b, "selected": selected} | test
+
+
+def argmax_rows(rows: pl.DataFrame, labels: Sequence[str]) -> pl.DataFrame:
+    """An uncalibrated system's rows with the decision rule of the calibrated ones: the argmax
+    of its label scores (calibrated predictions are argmaxes of shifted scores, while vLLM's
+    uncalibrated prediction is its generated choice; comparing the two would mix the effect of
+    the bias with that of the decision rule). Rows without scores keep their prediction."""
+    scores = rows["label_scores"].to_list()
+    argmax = [labels[int(np.argmax(x))] if x else None for x in scores]
+    return rows.with_columns(
+        prediction=pl.when(pl.Series(argmax).is_not_null())
+        .then(pl.Series(argmax, dtype=pl.Utf8))
+        .otherwise(pl.col("prediction")),
+        valid=pl.when(pl.Series(argmax).is_not_null())
+        .then(pl.lit(True))
+        .otherwise(pl.col("valid")),
     )
 
 
 def calibration_gains(
     predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
 ) -> list[dict[str, Any]]:
-    """Each calibrated LLM system against the same system uncalibrated."""
+    """Each calibrated LLM system against the same system uncalibrated, both read by the
+    argmax of their label scores (`argmax_rows`); one Bonferroni family over all of them."""
     llm = table.filter(pl.col("kind") == "llm")
     keys = ["model", "prompt", "shots", "strategy", "backend"]
-    out = []
+    pairs = []
     for row in llm.filter(pl.col("calibration") != "none").iter_rows(named=True):
         base = llm.filter(
             pl.all_horizontal([pl.col(k) == row[k] for k in keys])
             & (pl.col("calibration") == "none")
         )
-        if base.is_empty():
-            continue
-        base_row = base.row(0, named=True)
-        test = compare(predictions, row["system"], base_row["system"], eval_cfg)
+        if not base.is_empty():
+            pairs.append((row, base.row(0, named=True)))
+    out = []
+    for row, base_row in pairs:
+        twin = argmax_rows(_rows(predictions, base_row["system"]), eval_cfg.labels)
+        rule = system_metrics(twin, eval_cfg.labels)
+        test = compare(
+            predictions, row["system"], base_row["system"], family_size=len(pairs), b_rows=twin
+        )
         out.append(
             {k: row[k] for k in (*keys, "calibration")}
             | {
                 "system": row["system"],
                 "uncalibrated_system": base_row["system"],
-                "accuracy_uncalibrated": base_row["accuracy"],
-                "accuracy_uncalibrated_ci": [base_row["ci_low"], base_row["ci_high"]],
+                # The twin's own accuracy (its table row) can differ on vLLM: see argmax_rows.
+                "accuracy_uncalibrated": rule["accuracy"],
+                "accuracy_uncalibrated_ci": rule["accuracy_ci"],
                 "accuracy_calibrated": row["accuracy"],
                 "accuracy_calibrated_ci": [row["ci_low"], row["ci_high"]],
-                "predicted_positive_rate_uncalibrated": base_row["predicted_positive_rate"],
+                "predicted_positive_rate_uncalibrated": rule["predicted_positive_rate"],
                 "predicted_positive_rate_calibrated": row["predicted_positive_rate"],
                 "gain": test["difference"],
                 "gain_ci": test["difference_ci"],
-                "mcnemar": test["mcnemar"],
+                "test": test,
             }
         )
     return out
@@ -211,11 +256,13 @@ def calibration_gains(
 def fewshot_effect(
     predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
 ) -> dict[str, Any]:
-    """Per model: the best few-shot system against the best zero-shot one (both uncalibrated,
-    and both with any calibration), plus every prompt x strategy x calibration pair."""
+    """Per model, every few-shot system against its zero-shot twin (same prompt and
+    calibration): one Bonferroni family over all of these pairs. `best`: the best few-shot
+    system against the best zero-shot one (uncalibrated, and with any calibration), both
+    selected on these reviews: descriptive."""
     llm = table.filter(pl.col("kind") == "llm")
     per_model: dict[str, Any] = {}
-    pairs = []
+    planned = []
     for model in eval_cfg.models:
         rows = llm.filter(pl.col("model") == model)
         if rows.is_empty():
@@ -228,7 +275,7 @@ def fewshot_effect(
             for label, where in (("uncalibrated", {"calibration": "none"}), ("any", {})):
                 a = best_system(rows, shots=shots, **where)
                 b = best_system(rows, shots=zero, **where)
-                entry[label] = compare(predictions, a, b, eval_cfg) if a and b else None
+                entry[label] = compare(predictions, a, b, selected=True) if a and b else None
             per_model[model][f"{shots}shot"] = entry
             for row in rows.filter(pl.col("shots") == shots).iter_rows(named=True):
                 base = rows.filter(
@@ -236,20 +283,54 @@ def fewshot_effect(
                     & (pl.col("prompt") == row["prompt"])
                     & (pl.col("calibration") == row["calibration"])
                 )
-                if base.is_empty():
-                    continue
-                test = compare(predictions, row["system"], base["system"][0], eval_cfg)
-                pairs.append(
-                    {k: row[k] for k in ("model", "prompt", "shots", "strategy", "calibration")}
-                    | {
-                        "accuracy_zero_shot": base["accuracy"][0],
-                        "accuracy_few_shot": row["accuracy"],
-                        "difference": test["difference"],
-                        "difference_ci": test["difference_ci"],
-                        "p_value": test["mcnemar"]["p_value"],
-                    }
-                )
+                if not base.is_empty():
+                    planned.append((row, base.row(0, named=True)))
+    pairs = []
+    for row, base in planned:
+        test = compare(predictions, row["system"], base["system"], family_size=len(planned))
+        pairs.append(
+            {k: row[k] for k in ("model", "prompt", "shots", "strategy", "calibration")}
+            | {
+                "system": row["system"],
+                "zero_shot_system": base["system"],
+                "accuracy_zero_shot": base["accuracy"],
+                "accuracy_few_shot": row["accuracy"],
+                "difference": test["difference"],
+                "difference_ci": test["difference_ci"],
+                "test": test,
+            }
+        )
     return {"best": per_model, "pairs": pairs}
+
+
+def label_bias(
+    predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
+) -> dict[str, Any] | None:
+    """Does each uncalibrated LLM system predict the positive label more (or less) often than
+    the reviews carry it? Per system: predicted-positive rate minus the positive share of
+    the same reviews, a paired difference (McNemar's test, Tango's interval; an invalid
+    output is not a positive prediction), Bonferroni over the systems. Two labels only."""
+    if len(eval_cfg.labels) != 2:
+        return None
+    positive = eval_cfg.labels[-1]
+    systems = table.filter((pl.col("kind") == "llm") & (pl.col("calibration") == "none"))
+    if systems.is_empty():
+        return None
+    m = systems.height
+    rows = []
+    for system in systems["system"]:
+        part = _rows(predictions, system).sort("review_id")
+        predicted = (part["valid"].fill_null(False) & (part["prediction"] == positive)).to_numpy()
+        gold = (part["gold"] == positive).to_numpy()
+        test = paired_difference(predicted, gold, family_size=m)
+        rows.append({"system": system, "gold_positive_rate": float(gold.mean())} | test)
+    return {
+        "positive": positive,
+        "systems": rows,
+        "family_size": m,
+        "biased": sum(bool(r["significant"]) for r in rows),
+        "towards_positive": sum(bool(r["significant"]) and r["difference"] > 0 for r in rows),
+    }
 
 
 # --------------------------------------------------------------------------- probabilities
@@ -273,8 +354,9 @@ def _positive(eval_cfg: EvalConfig) -> int | None:
 def probability_section(
     predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
 ) -> dict[str, Any]:
-    """ECE (width, mass), Brier, log loss with CIs of every system in `table`, and the paired
-    change of each calibrated LLM system against its uncalibrated twin."""
+    """Calibration error, Brier, log loss with CIs of every system in `table`, and the paired
+    change of each calibrated LLM system against its uncalibrated twin; the changes in
+    calibration error form one Bonferroni family (their CIs at level 1 - 0.05/m)."""
     labels = list(eval_cfg.labels)
     boot = {"resamples": eval_cfg.bootstrap.resamples, "seed": eval_cfg.bootstrap.seed}
     per_system = probability.probability_metrics(predictions, labels, bins=BINS, **boot)
@@ -288,32 +370,49 @@ def probability_section(
     }
     llm = table.filter(pl.col("kind") == "llm")
     twin_keys = ["model", "prompt", "shots", "strategy", "backend"]
-    changes = []
+    pairs = []
     for row in llm.filter(pl.col("calibration") != "none").iter_rows(named=True):
         base = llm.filter(
             pl.all_horizontal([pl.col(k) == row[k] for k in twin_keys])
             & (pl.col("calibration") == "none")
         )
-        if base.is_empty():
-            continue
-        before, after = base["system"][0], row["system"]
+        if not base.is_empty():
+            pairs.append((row, base["system"][0]))
+    changes = []
+    for row, before in pairs:
+        after = row["system"]
         (p_before, gold), (p_after, _) = probs[before], probs[after]
         change = probability.calibration_change(
-            p_before, p_after, gold, bins=BINS, positive=_positive(eval_cfg), **boot
+            p_before,
+            p_after,
+            gold,
+            bins=BINS,
+            positive=_positive(eval_cfg),
+            family_size=len(pairs),
+            **boot,
         )
         changes.append(
             {k: row[k] for k in (*twin_keys, "calibration")}
             | {"system": after, "uncalibrated_system": before}
             | {f"{m}_uncalibrated": per_system[before][m] for m in _PROB_METRICS}
-            | {f"{m}_uncalibrated_ci": per_system[before][f"{m}_ci"] for m in _PROB_METRICS}
+            | {f"{m}_uncalibrated_ci": per_system[before][f"{m}_ci"] for m in _PROB_CIS}
             | {f"{m}_calibrated": per_system[after][m] for m in _PROB_METRICS}
-            | {f"{m}_calibrated_ci": per_system[after][f"{m}_ci"] for m in _PROB_METRICS}
+            | {f"{m}_calibrated_ci": per_system[after][f"{m}_ci"] for m in _PROB_CIS}
             | {f"{m}_change": change[m] for m in _PROB_METRICS}
-            | {f"{m}_change_ci": change[f"{m}_ci"] for m in _PROB_METRICS}
+            | {f"{m}_change_ci": change[f"{m}_ci"] for m in ("ce_squared", "brier", "log_loss")}
+            | {
+                "ce_squared_change_se": change["ce_squared_se"],
+                "ce_level": change["ce_level"],
+                "family_size": change["family_size"],
+            }
         )
+    # Every system is scored on the same reviews (check_same_reviews), hence the same bins.
+    first = per_system[systems[0]["system"]] if systems else {"n": None, "bins": BINS}
     return {
         "view": probability.view_name(labels),
-        "bins": BINS,
+        "bins": first["bins"],
+        "bins_max": BINS,
+        "n": first["n"],
         "systems": systems,
         "calibration_changes": changes,
     }
@@ -323,8 +422,10 @@ def calibration_quality(
     prob: dict[str, Any], table: pl.DataFrame, best_llm: str | None
 ) -> dict[str, Any] | None:
     """The probability change of the best LLM setting under calibration (contextual if
-    configured, else the first calibrated method), and how many calibrated systems lower
-    their ECE (equal-width bins)."""
+    configured, else the first calibrated method), and over the systems of that method how
+    many have a lower calibration error estimate (descriptive) and how many a significantly
+    lower one (Bonferroni-corrected CI of the change in squared error below 0; the family is
+    every calibration change, so the best setting's own verdict is counted the same way)."""
     changes = prob["calibration_changes"]
     if not best_llm or not changes:
         return None
@@ -337,9 +438,12 @@ def calibration_quality(
     lower = [c for c in changes if c["calibration"] == pick["calibration"]]
     return pick | {
         "best_llm": best_llm,
+        "view": prob["view"],
+        "bins": prob["bins"],
         "systems_compared": len(lower),
-        "systems_lower_ece": sum(c["ece_width_change"] < 0 for c in lower),
-        "systems_lower_ece_significant": sum(c["ece_width_change_ci"][1] < 0 for c in lower),
+        "systems_lower_ce": sum(c["ce_squared_change"] < 0 for c in lower),
+        "systems_lower_ce_significant": sum(c["ce_squared_change_ci"][1] < 0 for c in lower),
+        "systems_higher_ce_significant": sum(c["ce_squared_change_ci"][0] > 0 for c in lower),
     }
 
 
@@ -377,7 +481,8 @@ def draw_section(
     predictions: pl.DataFrame, table: pl.DataFrame, eval_cfg: EvalConfig
 ) -> dict[str, Any]:
     """Per few-shot setting with a fixed example set: accuracy over its draws (mean, sd,
-    min-max) next to the first draw's accuracy and bootstrap CI."""
+    min-max) next to the first draw's accuracy and Wilson CI, and a Cochran's Q test of a
+    draw effect (Bonferroni over the settings)."""
     llm = predictions.filter(
         pl.col("model").is_in(list(eval_cfg.models))
         & (pl.col("shots") > 0)
@@ -403,6 +508,19 @@ def draw_section(
                     "range_exceeds_ci": bool(width is not None and r["range"] > width),
                 }
             )
+    # Does the draw change accuracy? Cochran's Q over the draws of each setting on the same
+    # reviews, one Bonferroni family; the range next to the CI alone is no test.
+    multi = [r for r in rows if r["n_draws"] > 1]
+    for r in multi:
+        part = llm.filter(
+            pl.all_horizontal([pl.col(k) == r[k] for k in analysis.SETTING_KEYS])
+        ).with_columns(
+            _correct=pl.col("valid").fill_null(False) & (pl.col("prediction") == pl.col("gold"))
+        )
+        wide = part.pivot(on="draw", index="review_id", values="_correct").drop_nulls()
+        r |= cochran_q(wide.drop("review_id").to_numpy().astype(np.float64))
+    for r, adj in zip(multi, bonferroni([r["p_value"] for r in multi]), strict=True):
+        r |= adj
     sds = [r["sd"] for r in rows if r["sd"] is not None]
     widths = [r["ci_width"] for r in rows if r["ci_width"] is not None and r["n_draws"] > 1]
     widest = max((r for r in rows if r["n_draws"] > 1), key=lambda r: r["range"], default=None)
@@ -418,36 +536,22 @@ def draw_section(
         "max_range_system": widest["system"] if widest else None,
         "mean_ci_width": float(np.mean(widths)) if widths else None,
         "range_exceeds_ci": sum(r["range_exceeds_ci"] for r in rows if r["n_draws"] > 1),
+        "draw_effect_tests": len(multi),
+        "draw_effect_significant": sum(r["significant"] for r in multi),
     }
 
 
 def sensitivity_section(predictions: pl.DataFrame, eval_cfg: EvalConfig) -> dict[str, Any] | None:
-    """analysis.prompt_sensitivity over every LLM system and draw, as JSON, with an explicit
-    comparison of the prompt choice against the model and calibration choices."""
+    """analysis.prompt_sensitivity over every LLM system and draw, as JSON."""
     llm = predictions.filter(pl.col("model").is_in(list(eval_cfg.models)))
     if llm.is_empty():
         return None
-    acc = analysis.system_accuracy(llm, extra_keys=("draw",))
-    sens = analysis.prompt_sensitivity(acc)
-    factors = sens["factors"].to_dicts()
-    spread = {f["factor"]: f["spread"] for f in factors}
-    comparisons = []
-    prompt = spread.get("prompt")
-    for other in ("model", "calibration"):
-        value = spread.get(other)
-        if prompt is None or value is None:
-            continue
-        verdict = "more than" if prompt > value else "less than" if prompt < value else "as much as"
-        comparisons.append(
-            f"the choice of prompt is worth {verdict} the choice of {other} "
-            f"({100 * prompt:.1f} vs {100 * value:.1f} percentage points)"
-        )
+    sens = analysis.prompt_sensitivity(llm)
     return {
         "table": sens["table"].to_dicts(),
-        "factors": factors,
-        "dominant": sens["dominant"],
+        "factors": sens["factors"].to_dicts(),
+        "tests": sens["tests"],
         "conclusion": sens["conclusion"],
-        "comparisons": comparisons,
     }
 
 
@@ -479,7 +583,6 @@ def error_section(
     systems."""
     focus = focus_systems(table, eval_cfg)
     kind = dict(zip(table["system"], table["kind"], strict=True))
-    boot = {"resamples": eval_cfg.bootstrap.resamples, "seed": eval_cfg.bootstrap.seed}
     budget = eval_cfg.review_tokens
     by_tokens, by_truncation, truncated_share = [], [], {}
     for system in focus:
@@ -492,9 +595,9 @@ def error_section(
         )
         truncated_share[model] = float(lengths["truncated"].mean())
         by_tokens += analysis.accuracy_by_length(
-            rows, lengths, length_col="tokens", edges=token_edges(budget), **boot
+            rows, lengths, length_col="tokens", edges=token_edges(budget), ci=True
         ).to_dicts()
-        by_truncation += analysis.accuracy_by_truncation(rows, lengths, **boot).to_dicts()
+        by_truncation += analysis.accuracy_by_truncation(rows, lengths, ci=True).to_dicts()
     by_words: list[dict[str, Any]] = []
     words = None
     if reviews is not None:
@@ -507,7 +610,7 @@ def error_section(
         )
         focus_rows = predictions.filter(pl.col("system").is_in(focus))
         by_words = analysis.accuracy_by_length(
-            focus_rows, words, length_col="words", edges=WORD_EDGES, **boot
+            focus_rows, words, length_col="words", edges=WORD_EDGES, ci=True
         ).to_dicts()
         order = {s: i for i, s in enumerate(focus)}
         by_words.sort(key=lambda r: (order[r["system"]], r["bucket"]))
@@ -559,7 +662,7 @@ def summarize(
     best_llm = best_system(table, kind="llm")
     best_baseline = best_system(table, kind="baseline")
     llm_vs_baseline = (
-        compare(predictions, best_llm, best_baseline, eval_cfg)
+        compare(predictions, best_llm, best_baseline, selected=True)
         if best_llm and best_baseline
         else None
     )
@@ -577,6 +680,8 @@ def summarize(
         "llm_vs_baseline": llm_vs_baseline,
         "fewshot_effect": fewshot_effect(predictions, table, eval_cfg),
         "calibration_gains": calibration_gains(predictions, table, eval_cfg),
+        "label_bias": label_bias(predictions, table, eval_cfg),
+        "alpha": ALPHA,
     }
     prob = probability_section(predictions, table, eval_cfg)
     positive = eval_cfg.labels[-1] if len(eval_cfg.labels) == 2 else "the top label"
@@ -590,7 +695,7 @@ def summarize(
         "notes": [
             SELECTION_NOTE,
             DRAW_NOTE,
-            PROBABILITY_NOTE.format(positive=positive, bins=BINS),
+            PROBABILITY_NOTE.format(positive=positive, bins=prob["bins"]),
         ],
     }
     return _finite(summary), table
@@ -771,8 +876,12 @@ def plot_reliability_of(
     """One model's reliability diagram: its best setting, uncalibrated vs calibrated."""
     rows = predictions.filter(pl.col("system").is_in(entry["systems"]))
     setting = entry["systems"][0].rsplit("/", 1)[0]
+    # The bins of the reported calibration error (fewer on few reviews).
+    bins = probability.calibration_bins(
+        rows.filter(pl.col("system") == entry["systems"][0]).height, BINS
+    )
     probability.plot_reliability(
-        rows, labels, path, bins=BINS, title=f"Reliability of {setting}: uncalibrated vs calibrated"
+        rows, labels, path, bins=bins, title=f"Reliability of {setting}: uncalibrated vs calibrated"
     )
 
 

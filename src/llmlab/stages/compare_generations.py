@@ -24,7 +24,7 @@ def run(
     train: Annotated[list[Path], In("every variant's formatted train parquet")],
     eval: Annotated[list[Path], In("every variant's formatted eval parquet")],
     generations: Annotated[Path, Out("parquet of the showcase prompts' answers")],
-    heldout: Annotated[Path, Out("parquet of the held-out prompts' answers")],
+    heldout: Annotated[Path, Out("parquet: held-out prompts' answers, reference-answer losses")],
 ) -> None:
     from llmlab.generate import run_compare_generations
 

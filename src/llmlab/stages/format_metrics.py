@@ -1,4 +1,5 @@
-"""Format-following metrics of every system's held-out answers, with bootstrap CIs."""
+"""Format-following metrics of every system's held-out answers, with CIs, and every system's
+loss on the same held-out reference answers, compared pair by pair."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ from llmlab.stages import In, Out
 PARAMS = (
     "device",
     "sft.judge",
-    "sft.heldout.bootstrap",
+    # Whether the judge shares weights with the judged SFT base (llmlab.sft_eval.self_judging).
+    "sft.model",
+    "models",
     "eval.backend",
     "eval.vllm",
     "eval.transformers",

@@ -1,4 +1,4 @@
-"""Split IMDB into train/test and draw the fixed validation subsample from test."""
+"""Split IMDB as the course does, draw the validation subsample, drop val twins from train."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def run(
     train: Annotated[Path, Out("parquet")],
     test: Annotated[Path, Out("parquet")],
     val: Annotated[Path, Out("parquet")],
+    info: Annotated[Path, Out("JSON: split sizes, train rows dropped as twins of val reviews")],
 ) -> None:
     from llmlab.split import run_split_imdb
 
-    run_split_imdb(cfg, input=input, train=train, test=test, val=val)
+    run_split_imdb(cfg, input=input, train=train, test=test, val=val, info=info)
