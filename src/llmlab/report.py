@@ -248,10 +248,19 @@ def calibration_quality_sentence(q: dict[str, Any] | None) -> str | None:
         f"{low:+.4f} to {high:+.4f}{family}): {verdict}. Brier {q['brier_uncalibrated']:.3f} "
         f"→ {q['brier_calibrated']:.3f}, log loss {q['log_loss_uncalibrated']:.3f} → "
         f"{q['log_loss_calibrated']:.3f}. Over all {q['systems_compared']} {method}-calibrated "
-        f"systems, {q['systems_lower_ce']} have a lower estimate (descriptive); "
-        f"{q['systems_lower_ce_significant']} are significantly lower and "
+        f"systems, {q['systems_lower_ce']} {_have(q['systems_lower_ce'])} a lower estimate "
+        f"(descriptive); {q['systems_lower_ce_significant']} "
+        f"{_are(q['systems_lower_ce_significant'])} significantly lower and "
         f"{q['systems_higher_ce_significant']} significantly higher (the same corrected CIs)."
     )
+
+
+def _have(n: int) -> str:
+    return "has" if n == 1 else "have"
+
+
+def _are(n: int) -> str:
+    return "is" if n == 1 else "are"
 
 
 def draw_sentence(spread: dict[str, Any] | None) -> str | None:
