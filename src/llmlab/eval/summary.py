@@ -43,7 +43,7 @@ from llmlab.eval.metrics import paired_comparison, system_metrics
 from llmlab.io import atomic_dir, read_parquet, write_json
 from llmlab.plots import save_figure, setup_theme
 from llmlab.schemas import PREDICTIONS_SCHEMA, SPLIT_SCHEMA
-from llmlab.stats import ALPHA, bonferroni, cochran_q, paired_difference
+from llmlab.stats import ALPHA, bonferroni, paired_difference
 
 log = logging.getLogger(__name__)
 
@@ -510,15 +510,15 @@ def draw_section(
             )
     # Does the draw change accuracy? Cochran's Q over the draws of each setting on the same
     # reviews, one Bonferroni family; the range next to the CI alone is no test.
+    # (the draw is one more factor of analysis.factor_tests: its groups are the settings).
     multi = [r for r in rows if r["n_draws"] > 1]
+    tests = {
+        tuple(t["group"][k] for k in analysis.SETTING_KEYS): t
+        for t in analysis.factor_tests(llm, "draw", keys=(*analysis.SETTING_KEYS, "draw"))
+    }
     for r in multi:
-        part = llm.filter(
-            pl.all_horizontal([pl.col(k) == r[k] for k in analysis.SETTING_KEYS])
-        ).with_columns(
-            _correct=pl.col("valid").fill_null(False) & (pl.col("prediction") == pl.col("gold"))
-        )
-        wide = part.pivot(on="draw", index="review_id", values="_correct").drop_nulls()
-        r |= cochran_q(wide.drop("review_id").to_numpy().astype(np.float64))
+        t = tests[tuple(r[k] for k in analysis.SETTING_KEYS)]
+        r |= {"k": t["levels"]} | {key: t[key] for key in ("statistic", "df", "p_value")}
     for r, adj in zip(multi, bonferroni([r["p_value"] for r in multi]), strict=True):
         r |= adj
     sds = [r["sd"] for r in rows if r["sd"] is not None]
