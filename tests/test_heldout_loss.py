@@ -16,12 +16,8 @@ from llmlab.errors import UserError
 from llmlab.io import write_parquet
 from llmlab.report import heldout_loss_sentence, sft_conclusions
 from llmlab.schemas import HELDOUT_ANSWERS, HELDOUT_LOSS
-from llmlab.sft_eval import (
-    heldout_loss_comparison,
-    loss_pairs,
-    paired_mean_difference,
-    run_format_metrics,
-)
+from llmlab.sft_eval import heldout_loss_comparison, loss_pairs, run_format_metrics
+from llmlab.stats import paired_mean_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ["base", "a", "b"]
@@ -178,17 +174,20 @@ def test_format_metrics_stage_writes_the_heldout_loss(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the sentence
 
 
-def test_the_sentence_claims_what_the_intervals_show() -> None:
-    rng = np.random.default_rng(2)
-    n = 40
+def three_systems(seed: int, offsets: dict[str, float], noise: float, n: int = 40) -> pl.DataFrame:
+    """SYSTEMS scored on n prompts of shared difficulty: per-prompt loss = difficulty +
+    the system's offset + N(0, noise)."""
+    rng = np.random.default_rng(seed)
     tokens = rng.integers(20, 200, n)
     difficulty = rng.gamma(4, 0.5, n)
-    losses = {
-        "base": difficulty + 0.5 + rng.normal(0, 0.1, n),
-        "a": difficulty + rng.normal(0, 0.1, n),
-        "b": difficulty + 0.01 + rng.normal(0, 0.1, n),
-    }
-    h = heldout_loss_comparison(scored(losses, tokens), SYSTEMS)
+    losses = {s: difficulty + offsets[s] + rng.normal(0, noise, n) for s in SYSTEMS}
+    return scored(losses, tokens)
+
+
+def test_the_sentence_claims_what_the_intervals_show() -> None:
+    h = heldout_loss_comparison(
+        three_systems(seed=2, offsets={"base": 0.5, "a": 0.0, "b": 0.01}, noise=0.1), SYSTEMS
+    )
     text = heldout_loss_sentence(h)
     a_base, b_base, a_b = h["pairs"]
     assert a_base["significant"] and b_base["significant"] and not a_b["significant"]
@@ -215,16 +214,8 @@ def test_the_sentence_claims_what_the_intervals_show() -> None:
 
 
 def test_the_sentence_names_a_lowest_system_only_below_every_other() -> None:
-    rng = np.random.default_rng(3)
-    n = 40
-    tokens = rng.integers(20, 200, n)
-    difficulty = rng.gamma(4, 0.5, n)
-    losses = {
-        "base": difficulty + 0.5 + rng.normal(0, 0.05, n),
-        "a": difficulty + rng.normal(0, 0.05, n),
-        "b": difficulty + 0.8 + rng.normal(0, 0.05, n),
-    }
-    text = heldout_loss_sentence(heldout_loss_comparison(scored(losses, tokens), SYSTEMS))
+    answers = three_systems(seed=3, offsets={"base": 0.5, "a": 0.0, "b": 0.8}, noise=0.05)
+    text = heldout_loss_sentence(heldout_loss_comparison(answers, SYSTEMS))
     assert "`a` has the lowest loss, below every other system's." in text
     assert "(`b` higher)" in text and text.count("(`a` lower)") == 2
     assert "no difference shown" not in text

@@ -39,7 +39,7 @@ from llmlab.eval.metrics import bootstrap_ci
 from llmlab.io import read_parquet, write_json
 from llmlab.schemas import BASE_SYSTEM, HELDOUT_ANSWERS, HELDOUT_LOSS
 from llmlab.sources import HubModel, LocalModel, WheelGGUF
-from llmlab.stats import ALPHA, bonferroni, proportion_ci, wilson_ci
+from llmlab.stats import ALPHA, bonferroni, paired_mean_difference, proportion_ci, wilson_ci
 
 # Chat-template control tokens of the families we train or judge with: text containing one
 # leaked the template instead of ending the turn.
@@ -599,60 +599,6 @@ def judge_summary(
 # Every system's loss on the reference answers of the same held-out prompts (no variant
 # trained on them; compare_generations scores them): the comparison train_lora's own
 # eval_loss cannot give, since each variant's eval split passed other filters.
-
-
-def paired_mean_difference(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    *,
-    family_size: int = 1,
-    alpha: float = ALPHA,
-) -> dict[str, Any]:
-    """Mean of the paired differences a - b (one pair per dialogue): the paired t test and
-    its interval, Bonferroni-corrected for a family of `family_size` tests.
-
-    The interval is at level 1 - alpha / family_size, so it excludes 0 exactly when
-    p_adjusted < alpha. A t interval, not a bootstrap: at 10 dialogues (the demo) the
-    percentile bootstrap is too narrow. Measured coverage of the 95% interval with
-    length-varying losses (tests/test_heldout_loss.py): 95% with symmetric differences at
-    10-200 dialogues; with strongly skewed ones (skewness ~2) 93% at 10, 94-95% at 40-200.
-    """
-    from scipy.stats import t as student_t
-
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"paired_mean_difference: {x.shape} vs {y.shape} pairs")
-    if x.size < 2:
-        raise ValueError(f"paired_mean_difference: {x.size} pairs; an interval needs 2")
-    if family_size < 1:
-        raise ValueError(f"paired_mean_difference: family_size {family_size}")
-    d = x - y
-    n = d.size
-    mean = float(d.mean())
-    se = float(d.std(ddof=1)) / np.sqrt(n)
-    level = 1.0 - alpha / family_size
-    if se > 0:
-        statistic = mean / se
-        p = float(2.0 * student_t.sf(abs(statistic), n - 1))
-        half = float(student_t.ppf(0.5 + level / 2.0, n - 1)) * se
-        ci = [mean - half, mean + half]
-    else:  # every pair differs by the same amount
-        statistic = 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
-        p = 1.0 if mean == 0 else 0.0
-        ci = [mean, mean]
-    p_adj = min(1.0, p * family_size)
-    return {
-        "n": int(n),
-        "difference": mean,
-        "difference_ci": ci,
-        "level": level,
-        "method": "paired t",
-        "statistic": float(statistic),
-        "p_value": p,
-        "p_adjusted": p_adj,
-        "family_size": family_size,
-        "significant": p_adj < alpha,
-    }
 
 
 def loss_pairs(systems: Sequence[str]) -> list[tuple[str, str]]:
